@@ -1,0 +1,273 @@
+package handlers
+
+import (
+	"log/slog"
+	"net"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/keyflux/keyflux/streams"
+)
+
+// SinkOptions configure how frames reach clients.
+type SinkOptions struct {
+	// Heartbeat is the idle time after which a comment is sent; it also
+	// bounds how long a vanished client goes unnoticed.
+	Heartbeat time.Duration
+	// Retry is the reconnect delay the browser is told to use.
+	Retry time.Duration
+	// WriteTimeout cuts off a client whose socket accepts nothing for this long.
+	WriteTimeout time.Duration
+	// QueueBytes bounds each client's queue of unsent frames; a client
+	// that falls further behind is disconnected (and resumes on reconnect).
+	QueueBytes int
+	// AllowOrigin, when set, is sent as Access-Control-Allow-Origin.
+	AllowOrigin string
+	Metrics     *Metrics
+	Logger      *slog.Logger
+}
+
+// Sink owns the SSE connections. A connection is taken over from fasthttp
+// (hijacked) once its request is validated, so an idle stream costs a small
+// struct, a timer and its socket: no goroutine and no buffers. A goroutine
+// exists only while a client has bytes to write.
+type Sink struct {
+	opts SinkOptions
+	ping *streams.Frame
+
+	mu      sync.Mutex
+	clients map[*client]struct{}
+	closed  bool
+	flushes sync.WaitGroup
+}
+
+// NewSink returns a sink with defaults for unset options.
+func NewSink(opts SinkOptions) *Sink {
+	if opts.Heartbeat <= 0 {
+		opts.Heartbeat = 15 * time.Second
+	}
+	if opts.Retry <= 0 {
+		opts.Retry = 2 * time.Second
+	}
+	if opts.WriteTimeout <= 0 {
+		opts.WriteTimeout = 10 * time.Second
+	}
+	if opts.QueueBytes <= 0 {
+		opts.QueueBytes = 1 << 20
+	}
+	if opts.Metrics == nil {
+		opts.Metrics = NewMetrics(nil)
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	return &Sink{opts: opts, ping: streams.Comment("ping"), clients: make(map[*client]struct{})}
+}
+
+// Clients returns how many streams are open.
+func (k *Sink) Clients() int {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return len(k.clients)
+}
+
+// Close ends every stream and waits for writes in flight. Browsers reconnect
+// (to this or another process) and resume with Last-Event-ID.
+func (k *Sink) Close() {
+	k.mu.Lock()
+	k.closed = true
+	all := make([]*client, 0, len(k.clients))
+	for c := range k.clients {
+		all = append(all, c)
+	}
+	k.mu.Unlock()
+	for _, c := range all {
+		c.close("server shutting down")
+	}
+	k.flushes.Wait()
+}
+
+// subscribeFunc joins a client to its streams; it returns what to close
+// when the client leaves.
+type subscribeFunc func(r streams.Receiver) ([]*streams.Subscription, error)
+
+// serve runs on the hijacked connection: it writes the response head, joins
+// the client to its streams and returns, leaving the connection to the sink.
+func (k *Sink) serve(conn net.Conn, subscribe subscribeFunc) {
+	c := &client{sink: k, conn: conn}
+	if sc, ok := conn.(syscall.Conn); ok {
+		c.raw, _ = sc.SyscallConn()
+	}
+	_ = conn.SetWriteDeadline(time.Now().Add(k.opts.WriteTimeout))
+	if _, err := conn.Write(k.head()); err != nil {
+		conn.Close()
+		return
+	}
+	c.timer = time.AfterFunc(k.opts.Heartbeat, c.beat)
+	k.mu.Lock()
+	if k.closed {
+		k.mu.Unlock()
+		c.timer.Stop()
+		conn.Close()
+		return
+	}
+	k.clients[c] = struct{}{}
+	k.mu.Unlock()
+	k.opts.Metrics.Clients.Inc()
+
+	subs, err := subscribe(c)
+	c.mu.Lock()
+	c.subs = subs
+	gone := c.closed
+	c.mu.Unlock()
+	if err != nil {
+		c.close("subscribe failed: " + err.Error())
+	} else if gone { // dropped while joining: release what it joined
+		for _, s := range subs {
+			s.Close()
+		}
+	}
+}
+
+// head is the HTTP response head and the retry field. The body has no
+// length: it ends when the connection does.
+func (k *Sink) head() []byte {
+	h := "HTTP/1.1 200 OK\r\n" +
+		"Content-Type: text/event-stream\r\n" +
+		"Cache-Control: no-cache\r\n" +
+		"X-Accel-Buffering: no\r\n" +
+		"Connection: close\r\n"
+	if k.opts.AllowOrigin != "" {
+		h += "Access-Control-Allow-Origin: " + k.opts.AllowOrigin + "\r\n"
+	}
+	h += "\r\nretry: " + strconv.FormatInt(k.opts.Retry.Milliseconds(), 10) + "\n\n"
+	return []byte(h)
+}
+
+func (k *Sink) remove(c *client) {
+	k.mu.Lock()
+	delete(k.clients, c)
+	k.mu.Unlock()
+	k.opts.Metrics.Clients.Dec()
+}
+
+// client is one SSE connection: a bounded queue of shared frames.
+type client struct {
+	sink  *Sink
+	conn  net.Conn
+	raw   syscall.RawConn // for noticing a closed peer; nil if unavailable
+	timer *time.Timer
+
+	mu       sync.Mutex
+	queue    []*streams.Frame
+	queued   int
+	flushing bool
+	overflow bool
+	closed   bool
+	subs     []*streams.Subscription
+}
+
+// Send implements streams.Receiver. It runs under the hub's topic lock, so
+// it only queues; writing happens on the client's own flush goroutine.
+func (c *client) Send(f *streams.Frame) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed || c.overflow {
+		return false
+	}
+	ok := c.queued+len(f.Bytes) <= c.sink.opts.QueueBytes
+	if ok {
+		c.queue = append(c.queue, f)
+		c.queued += len(f.Bytes)
+	} else {
+		c.overflow = true // the flush goroutine cuts the client off
+		c.sink.opts.Metrics.SlowConsumers.Inc()
+	}
+	if !c.flushing {
+		c.flushing = true
+		c.sink.flushes.Add(1)
+		go c.flush()
+	}
+	return ok
+}
+
+// flush writes queued frames until the queue is empty, with one writev per
+// batch of shared frames.
+func (c *client) flush() {
+	defer c.sink.flushes.Done()
+	for {
+		c.mu.Lock()
+		q, overflow, closed := c.queue, c.overflow, c.closed
+		c.queue, c.queued = nil, 0
+		if closed || (!overflow && len(q) == 0) {
+			c.flushing = false
+			c.mu.Unlock()
+			return
+		}
+		c.mu.Unlock()
+		if overflow {
+			c.finish(": slow consumer: more than " + strconv.Itoa(c.sink.opts.QueueBytes) +
+				" bytes queued, disconnecting; reconnect resumes with Last-Event-ID\n\n")
+			return
+		}
+		bufs := make(net.Buffers, len(q))
+		for i, f := range q {
+			bufs[i] = f.Bytes
+		}
+		_ = c.conn.SetWriteDeadline(time.Now().Add(c.sink.opts.WriteTimeout))
+		if _, err := bufs.WriteTo(c.conn); err != nil {
+			c.close("write failed: " + err.Error())
+			return
+		}
+		c.timer.Reset(c.sink.opts.Heartbeat)
+	}
+}
+
+// finish writes a last comment, best effort, and closes.
+func (c *client) finish(comment string) {
+	_ = c.conn.SetWriteDeadline(time.Now().Add(time.Second))
+	_, _ = c.conn.Write([]byte(comment))
+	c.close("slow consumer")
+}
+
+// beat runs after Heartbeat of silence: it notices a peer that has gone
+// (fasthttp gives no signal) or keeps proxies and the browser content.
+func (c *client) beat() {
+	if peerClosed(c.raw) {
+		c.close("client went away")
+		return
+	}
+	if !c.Send(c.sink.ping) {
+		c.mu.Lock()
+		closed := c.closed
+		c.mu.Unlock()
+		if !closed {
+			c.timer.Reset(c.sink.opts.Heartbeat)
+		}
+	}
+}
+
+// close releases everything the client holds. It is safe to call more than
+// once and from any goroutine except under a topic lock.
+func (c *client) close(reason string) {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return
+	}
+	c.closed = true
+	c.queue, c.queued = nil, 0
+	subs := c.subs
+	c.subs = nil
+	c.mu.Unlock()
+
+	c.timer.Stop()
+	for _, s := range subs {
+		s.Close()
+	}
+	_ = c.conn.Close()
+	c.sink.remove(c)
+	c.sink.opts.Logger.Debug("stream closed", "remote", c.conn.RemoteAddr(), "reason", reason)
+}

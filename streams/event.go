@@ -1,0 +1,42 @@
+// Package streams is Keyflux's reactive core: Redis sources become rxgo
+// Observables, operators shape them once per distinct stream, and the Hub
+// multicasts the encoded frames to every subscriber. It knows nothing of HTTP.
+package streams
+
+// Kind tells the hub how to treat an Event travelling down a pipeline.
+type Kind uint8
+
+const (
+	// Data is an ordinary event for subscribers.
+	Data Kind = iota
+	// Ready says the upstream subscription is confirmed: from here on nothing
+	// is missed. Subscribers get their "connected" event once it arrives.
+	Ready
+	// Gap says the upstream was interrupted and resumed: events may have been
+	// lost, so subscribers get a "reset" and must resynchronise.
+	Gap
+)
+
+// Event is one item of a stream. Sources fill Name and Data; the hub numbers
+// it and encodes it once for all subscribers.
+type Event struct {
+	Kind Kind
+	// Name is the SSE event name ("set", "del", "message", ...).
+	Name string
+	// Data is encoded as JSON, unless Raw is set.
+	Data any
+	// Raw, when not nil, is sent as the data lines verbatim (split on line
+	// breaks), for payloads that are already text.
+	Raw []byte
+	// Reason explains a Gap.
+	Reason string
+}
+
+// KeyspaceEvent is the data of one keyspace notification.
+type KeyspaceEvent struct {
+	Key   string `json:"key"`
+	Event string `json:"event"`
+	DB    int    `json:"db"`
+	// TS is when Keyflux received the notification, in Unix milliseconds.
+	TS int64 `json:"ts"`
+}

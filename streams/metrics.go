@@ -1,0 +1,51 @@
+package streams
+
+import "github.com/prometheus/client_golang/prometheus"
+
+// Metrics are the hub's Prometheus collectors.
+type Metrics struct {
+	Topics    prometheus.Gauge
+	EventsIn  *prometheus.CounterVec
+	FramesOut prometheus.Counter
+	Replayed  prometheus.Counter
+	Resets    *prometheus.CounterVec
+	Dropped   prometheus.Counter
+}
+
+// unregistered serves parts built without metrics.
+var unregistered = NewMetrics(nil)
+
+// NewMetrics creates the hub's collectors and registers them with reg when
+// reg is not nil.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		Topics: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "keyflux_upstream_subscriptions",
+			Help: "Distinct live streams, each holding one Redis subscription.",
+		}),
+		EventsIn: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "keyflux_events_in_total",
+			Help: "Events received from Redis, after the stream's filters, by source.",
+		}, []string{"source"}),
+		FramesOut: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "keyflux_frames_out_total",
+			Help: "Encoded frames handed to client queues (one per event per client).",
+		}),
+		Replayed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "keyflux_replayed_frames_total",
+			Help: "Frames replayed to clients resuming with Last-Event-ID.",
+		}),
+		Resets: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "keyflux_resets_total",
+			Help: "Reset events sent, by reason.",
+		}, []string{"reason"}),
+		Dropped: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "keyflux_upstream_dropped_total",
+			Help: "Redis messages dropped because a stream's pipeline fell behind (each causes a reset).",
+		}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.Topics, m.EventsIn, m.FramesOut, m.Replayed, m.Resets, m.Dropped)
+	}
+	return m
+}

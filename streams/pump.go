@@ -1,0 +1,86 @@
+package streams
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/reactivex/rxgo/v2"
+)
+
+// pump hands items from a Redis connection's reader goroutine to a pipeline.
+// rueidis runs message callbacks on the reader, so a blocking callback would
+// stall every reply on that connection: the pump never blocks. When the
+// pipeline falls behind it drops messages and sends a Gap as soon as there is
+// room again, so subscribers learn they must resynchronise.
+type pump struct {
+	mu      sync.Mutex
+	ch      chan rxgo.Item
+	lost    bool
+	closed  bool
+	dropped prometheus.Counter
+}
+
+func newPump(size int, dropped prometheus.Counter) *pump {
+	return &pump{ch: make(chan rxgo.Item, size), dropped: dropped}
+}
+
+func (p *pump) offer(ev Event) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return
+	}
+	if p.lost {
+		select {
+		case p.ch <- rxgo.Of(Event{Kind: Gap, Reason: "stream pipeline fell behind Redis"}):
+			p.lost = false
+		default:
+			p.dropped.Inc()
+			return
+		}
+	}
+	select {
+	case p.ch <- rxgo.Of(ev):
+	default:
+		p.lost = true
+		p.dropped.Inc()
+	}
+}
+
+// close completes the Observable; later offers are ignored.
+func (p *pump) close() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.closed {
+		p.closed = true
+		close(p.ch)
+	}
+}
+
+// observable is the pump as the head of an rxgo pipeline.
+func (p *pump) observable() rxgo.Observable {
+	return rxgo.FromChannel(p.ch)
+}
+
+// backoff waits before the next attempt to reach Redis, doubling up to a
+// limit; it returns false when ctx ends first.
+type backoff struct{ d time.Duration }
+
+func (b *backoff) wait(ctx context.Context) bool {
+	switch {
+	case b.d == 0:
+		b.d = 50 * time.Millisecond
+	case b.d < 2*time.Second:
+		b.d *= 2
+	}
+	t := time.NewTimer(b.d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}

@@ -1,0 +1,183 @@
+package streams
+
+import (
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/reactivex/rxgo/v2"
+)
+
+// ErrClosed is returned by Subscribe once the hub is shutting down.
+var ErrClosed = errors.New("streams: hub closed")
+
+// topic is one live stream: one upstream pipeline, its replay ring and the
+// subscribers it fans out to.
+type topic struct {
+	hub    *Hub
+	key    string
+	spec   Spec
+	cancel func()
+	events prometheus.Counter
+
+	mu     sync.Mutex
+	subs   []*Subscription
+	ring   *ring
+	ready  bool
+	linger *time.Timer
+}
+
+// run drains the pipeline until the upstream is released.
+func (t *topic) run(obs rxgo.Observable) {
+	defer t.hub.wg.Done()
+	log := t.hub.opts.Logger
+	for item := range obs.Observe() {
+		if item.E != nil {
+			log.Warn("stream pipeline error", "stream", t.key, "err", item.E)
+			continue
+		}
+		ev, ok := item.V.(Event)
+		if !ok {
+			log.Warn("stream pipeline produced a non-event", "stream", t.key)
+			continue
+		}
+		switch ev.Kind {
+		case Ready:
+			t.markReady()
+		case Gap:
+			t.hub.opts.Metrics.Resets.WithLabelValues(ResetGap).Inc()
+			t.publish(Event{Name: "reset", Data: resetData(ResetGap, ev.Reason)})
+		default:
+			t.events.Inc()
+			t.publish(ev)
+		}
+	}
+}
+
+// publish numbers and encodes ev once, keeps it for replay and hands the
+// same frame to every subscriber.
+func (t *topic) publish(ev Event) {
+	seq, id := t.hub.ids.next()
+	f, err := EncodeFrame(id, ev.Name, ev.Data, ev.Raw)
+	if err != nil {
+		t.hub.opts.Logger.Warn("event not encodable", "stream", t.key, "err", err)
+		return
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.ring.push(seq, f)
+	sent := 0
+	for i := 0; i < len(t.subs); {
+		s := t.subs[i]
+		if s.greet { // joined before the upstream was live: nothing to send yet
+			i++
+			continue
+		}
+		if !s.r.Send(f) {
+			t.remove(s) // swaps the last subscriber into i
+			continue
+		}
+		sent++
+		i++
+	}
+	t.hub.opts.Metrics.FramesOut.Add(float64(sent))
+}
+
+func (t *topic) markReady() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.ready {
+		return
+	}
+	t.ready = true
+	for i := 0; i < len(t.subs); {
+		s := t.subs[i]
+		if t.welcome(s) {
+			i++
+		}
+	}
+}
+
+// welcome sends s its "connected" event and what it missed. It returns false
+// if s was dropped meanwhile. Called with t.mu held.
+func (t *topic) welcome(s *Subscription) bool {
+	s.greet = false
+	ids, m := t.hub.ids, t.hub.opts.Metrics
+	var replay []*Frame
+	reset := ""
+	if s.lastID != "" {
+		if seq, ok := ids.parse(s.lastID); !ok {
+			reset = ResetUnknownID
+		} else if replay, ok = t.ring.after(seq); !ok {
+			reset = ResetExpiredID
+		}
+	}
+	// A resuming client keeps its own last id until the replay moves it on;
+	// any other client is placed at the head, so that a reconnect before the
+	// first event still resumes without a gap.
+	id := ""
+	if s.lastID == "" || reset != "" {
+		id = ids.format(t.ring.head())
+	}
+	out := []*Frame{mustFrame(id, "connected", t.spec.Describe())}
+	if reset != "" {
+		m.Resets.WithLabelValues(reset).Inc()
+		out = append(out, mustFrame("", "reset", resetData(reset, "")))
+	}
+	out = append(out, replay...)
+	m.Replayed.Add(float64(len(replay)))
+	for _, f := range out {
+		if !s.r.Send(f) {
+			t.remove(s)
+			return false
+		}
+	}
+	return true
+}
+
+// remove drops s; the last one out starts the linger. Called with t.mu held.
+func (t *topic) remove(s *Subscription) {
+	if s.idx < 0 {
+		return
+	}
+	last := len(t.subs) - 1
+	t.subs[s.idx] = t.subs[last]
+	t.subs[s.idx].idx = s.idx
+	t.subs[last] = nil
+	t.subs = t.subs[:last]
+	s.idx = -1
+	if len(t.subs) == 0 && t.linger == nil {
+		t.linger = time.AfterFunc(t.hub.opts.Linger, t.expire)
+	}
+}
+
+// expire stops the topic if nobody joined during the linger.
+func (t *topic) expire() {
+	h := t.hub
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	t.mu.Lock()
+	idle := len(t.subs) == 0
+	t.linger = nil
+	t.mu.Unlock()
+	if idle {
+		h.stop(t)
+	}
+}
+
+func resetData(reason, detail string) map[string]string {
+	d := map[string]string{"reason": reason}
+	if detail != "" {
+		d["detail"] = detail
+	}
+	return d
+}
+
+func mustFrame(id, name string, data any) *Frame {
+	f, err := EncodeFrame(id, name, data, nil)
+	if err != nil {
+		panic(err) // only our own maps of strings reach here
+	}
+	return f
+}
