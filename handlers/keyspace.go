@@ -35,7 +35,7 @@ func (h *handler) keyspace(c *fiber.Ctx) error {
 // one topic whatever the parameter order or duplicates.
 func (h *handler) keyspaceQuery(c *fiber.Ctx) (streams.KeyspaceQuery, error) {
 	q := streams.KeyspaceQuery{DB: h.cfg.DefaultDB, Pattern: strings.Clone(c.Query("pattern", "*"))}
-	if q.Pattern == "" {
+	if c.Context().QueryArgs().Has("pattern") && c.Query("pattern") == "" {
 		return q, invalid("pattern is empty")
 	}
 	if len(q.Pattern) > maxPatternLength {

@@ -34,8 +34,9 @@ type SinkOptions struct {
 // struct, a timer and its socket: no goroutine and no buffers. A goroutine
 // exists only while a client has bytes to write.
 type Sink struct {
-	opts SinkOptions
-	ping *streams.Frame
+	opts    SinkOptions
+	ping    *streams.Frame
+	hangups *hangups
 
 	mu      sync.Mutex
 	clients map[*client]struct{}
@@ -63,7 +64,8 @@ func NewSink(opts SinkOptions) *Sink {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	return &Sink{opts: opts, ping: streams.Comment("ping"), clients: make(map[*client]struct{})}
+	return &Sink{opts: opts, ping: streams.Comment("ping"), hangups: newHangups(),
+		clients: make(map[*client]struct{})}
 }
 
 // Clients returns how many streams are open.
@@ -87,6 +89,7 @@ func (k *Sink) Close() {
 		c.close("server shutting down")
 	}
 	k.flushes.Wait()
+	k.hangups.close()
 }
 
 // subscribeFunc joins a client to its streams; it returns what to close
@@ -116,6 +119,9 @@ func (k *Sink) serve(conn net.Conn, subscribe subscribeFunc) {
 	k.clients[c] = struct{}{}
 	k.mu.Unlock()
 	k.opts.Metrics.Clients.Inc()
+	c.mu.Lock()
+	c.hangup = k.hangups.watch(c)
+	c.mu.Unlock()
 
 	subs, err := subscribe(c)
 	c.mu.Lock()
@@ -155,10 +161,11 @@ func (k *Sink) remove(c *client) {
 
 // client is one SSE connection: a bounded queue of shared frames.
 type client struct {
-	sink  *Sink
-	conn  net.Conn
-	raw   syscall.RawConn // for noticing a closed peer; nil if unavailable
-	timer *time.Timer
+	sink   *Sink
+	conn   net.Conn
+	raw    syscall.RawConn // for noticing a closed peer; nil if unavailable
+	timer  *time.Timer
+	hangup uint32 // registration with the sink's hangups watcher
 
 	mu       sync.Mutex
 	queue    []*streams.Frame
@@ -261,12 +268,14 @@ func (c *client) close(reason string) {
 	c.queue, c.queued = nil, 0
 	subs := c.subs
 	c.subs = nil
+	hangup := c.hangup
 	c.mu.Unlock()
 
 	c.timer.Stop()
 	for _, s := range subs {
 		s.Close()
 	}
+	c.sink.hangups.forget(c, hangup)
 	_ = c.conn.Close()
 	c.sink.remove(c)
 	c.sink.opts.Logger.Debug("stream closed", "remote", c.conn.RemoteAddr(), "reason", reason)

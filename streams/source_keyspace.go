@@ -2,12 +2,9 @@ package streams
 
 import (
 	"context"
-	"log/slog"
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/reactivex/rxgo/v2"
@@ -24,10 +21,9 @@ type KeyspaceQuery struct {
 
 // Keyspace turns Redis keyspace notifications into streams.
 type Keyspace struct {
-	Client  rueidis.Client
-	Notify  *NotifyConfig // re-applied after a reconnect; may be nil
-	Metrics *Metrics
-	Logger  *slog.Logger
+	Upstreams *Upstreams
+	Notify    *NotifyConfig // re-applied after every (re)subscription; may be nil
+	Metrics   *Metrics
 	// Buffer is how many notifications may wait for the pipeline before
 	// the stream drops them and resets its subscribers.
 	Buffer int
@@ -66,7 +62,28 @@ func (s *keyspaceSpec) prefix() string {
 // match the glob, and filters event names once for every subscriber.
 func (s *keyspaceSpec) Open(ctx context.Context) rxgo.Observable {
 	p := newPump(s.k.buffer(), s.k.metrics().Dropped)
-	go s.receive(ctx, p)
+	prefix := s.prefix()
+	db := s.q.DB
+	ch := Channel{Name: prefix + s.q.Pattern, Pattern: true}
+	if s.k.Notify != nil {
+		// Flags first, so that "connected" and "reset" promise events
+		// Redis will really send (a restarted Redis forgets them).
+		ch.Resync = s.k.Notify.Ensure
+	}
+	leave := s.k.Upstreams.Join(ch, &Listener{
+		OnMessage: func(m rueidis.PubSubMessage) {
+			key, _ := strings.CutPrefix(m.Channel, prefix)
+			p.offer(Event{Name: m.Message, Data: KeyspaceEvent{
+				Key: key, Event: m.Message, DB: db, TS: time.Now().UnixMilli(),
+			}})
+		},
+		OnState: func(k Kind, reason string) { p.offer(Event{Kind: k, Reason: reason}) },
+	})
+	go func() {
+		<-ctx.Done()
+		leave()
+		p.close()
+	}()
 	obs := p.observable()
 	if len(s.q.Events) > 0 {
 		obs = obs.Filter(func(i any) bool {
@@ -76,60 +93,6 @@ func (s *keyspaceSpec) Open(ctx context.Context) rxgo.Observable {
 		})
 	}
 	return obs
-}
-
-// receive holds the subscription until ctx ends. rueidis re-subscribes by
-// itself after a reconnect; every confirmation after the first one means
-// notifications may have been missed, so it re-applies the keyspace flags
-// (a restarted Redis forgets them) and then announces the gap.
-func (s *keyspaceSpec) receive(ctx context.Context, p *pump) {
-	var helpers sync.WaitGroup
-	defer func() {
-		helpers.Wait()
-		p.close()
-	}()
-	prefix := s.prefix()
-	log := s.k.logger()
-	var confirmed atomic.Int64
-	hooked := rueidis.WithOnSubscriptionHook(ctx, func(sub rueidis.PubSubSubscription) {
-		if sub.Kind != "psubscribe" {
-			return
-		}
-		first := confirmed.Add(1) == 1
-		helpers.Add(1)
-		go func() { // the hook runs on the connection's reader: never block it
-			defer helpers.Done()
-			// Flags first, so that "connected" or "reset" promise events
-			// that Redis will really send.
-			if s.k.Notify != nil {
-				if err := s.k.Notify.Ensure(ctx); err != nil && ctx.Err() == nil {
-					log.Warn("keyspace flags not applied", "err", err)
-				}
-			}
-			if first {
-				p.offer(Event{Kind: Ready})
-			} else {
-				p.offer(Event{Kind: Gap, Reason: "Redis connection was re-established"})
-			}
-		}()
-	})
-	cmd := s.k.Client.B().Psubscribe().Pattern(prefix + s.q.Pattern).Build()
-	var wait backoff
-	for {
-		err := s.k.Client.Receive(hooked, cmd, func(m rueidis.PubSubMessage) {
-			key, _ := strings.CutPrefix(m.Channel, prefix)
-			p.offer(Event{Name: m.Message, Data: KeyspaceEvent{
-				Key: key, Event: m.Message, DB: s.q.DB, TS: time.Now().UnixMilli(),
-			}})
-		})
-		if ctx.Err() != nil {
-			return
-		}
-		log.Warn("keyspace subscription lost; retrying", "pattern", s.q.Pattern, "err", err)
-		if !wait.wait(ctx) {
-			return
-		}
-	}
 }
 
 func (k *Keyspace) buffer() int {
@@ -144,11 +107,4 @@ func (k *Keyspace) metrics() *Metrics {
 		return unregistered
 	}
 	return k.Metrics
-}
-
-func (k *Keyspace) logger() *slog.Logger {
-	if k.Logger != nil {
-		return k.Logger
-	}
-	return slog.Default()
 }
