@@ -54,8 +54,8 @@ type ring struct {
 	seqs   []uint64
 	start  int // index of the oldest frame
 	n      int
-	// base is the position just before the oldest retained frame: a client
-	// whose last id is base has missed exactly what the ring holds.
+	// base is the position just before the oldest retained frame: the ring
+	// holds every frame of its topic published after base.
 	base uint64
 }
 
@@ -92,20 +92,15 @@ func (r *ring) at(k int) (uint64, *Frame) {
 	return r.seqs[i], r.frames[i]
 }
 
-// after returns the frames that follow position seq, and false when seq is
-// not a position this ring can resume from.
+// after returns the frames published after position seq, and false when
+// the ring cannot prove it holds all of them. Positions are process-wide, so
+// seq need not be one of this ring's own: any position from base on works,
+// which is what lets one client resume several topics from one id.
 func (r *ring) after(seq uint64) ([]*Frame, bool) {
-	k := 0
-	if seq != r.base {
-		k = sort.Search(r.n, func(k int) bool { s, _ := r.at(k); return s >= seq })
-		if k == r.n {
-			return nil, false
-		}
-		if s, _ := r.at(k); s != seq {
-			return nil, false
-		}
-		k++
+	if seq < r.base || seq > r.head() {
+		return nil, false
 	}
+	k := sort.Search(r.n, func(k int) bool { s, _ := r.at(k); return s > seq })
 	out := make([]*Frame, 0, r.n-k)
 	for ; k < r.n; k++ {
 		_, f := r.at(k)

@@ -26,9 +26,10 @@ func TestRingResume(t *testing.T) {
 		{12, []string{"f", "g", "k"}, true},
 		{15, []string{"g", "k"}, true},
 		{20, []string{}, true},
-		{10, nil, false}, // before the ring's base: missed frames are gone
-		{13, nil, false}, // never a position of this topic
-		{21, nil, false},
+		{10, nil, false},                    // before the ring's base: missed frames are gone
+		{13, []string{"f", "g", "k"}, true}, // another topic's position: what came after it
+		{21, nil, false},                    // not yet issued
+
 	}
 	for _, c := range cases {
 		got, ok := r.after(c.seq)
