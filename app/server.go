@@ -68,7 +68,7 @@ func newServer(ctx context.Context, cfg Config, log *slog.Logger) (*server, erro
 	app.Use(recover.New())
 	handlers.Register(app, handlers.Config{
 		Hub:       hub,
-		Keyspace:  &streams.Keyspace{Upstreams: &streams.Upstreams{Client: rc.client, Logger: log}, Notify: notify, Metrics: hubMetrics},
+		Keyspace:  &streams.Keyspace{Upstreams: &streams.Upstreams{Client: rc.client, Logger: log, Metrics: hubMetrics}, Notify: notify, Metrics: hubMetrics},
 		Sink:      sink,
 		Expose:    cfg.Expose,
 		DefaultDB: rc.db,

@@ -15,19 +15,24 @@ func apiError(c *fiber.Ctx, status int, msg string) error {
 type badRequest struct {
 	status int
 	msg    string
+	extra  fiber.Map // more fields of the JSON body, such as an expression error's position
 }
 
 func (e *badRequest) Error() string { return e.msg }
 
-func invalid(msg string) error   { return &badRequest{fiber.StatusBadRequest, msg} }
-func forbidden(msg string) error { return &badRequest{fiber.StatusForbidden, msg} }
+func invalid(msg string) error   { return &badRequest{status: fiber.StatusBadRequest, msg: msg} }
+func forbidden(msg string) error { return &badRequest{status: fiber.StatusForbidden, msg: msg} }
 
 // ErrorHandler turns every error that reaches Fiber (unknown routes, wrong
 // methods, panics caught by the recover middleware) into a JSON error.
 func ErrorHandler(c *fiber.Ctx, err error) error {
 	var br *badRequest
 	if errors.As(err, &br) {
-		return apiError(c, br.status, br.msg)
+		body := fiber.Map{"error": br.msg}
+		for k, v := range br.extra {
+			body[k] = v
+		}
+		return c.Status(br.status).JSON(body)
 	}
 	var fe *fiber.Error
 	if errors.As(err, &fe) {

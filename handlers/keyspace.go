@@ -1,12 +1,11 @@
 package handlers
 
 import (
+	"net/url"
 	"regexp"
 	"slices"
 	"strconv"
 	"strings"
-
-	"github.com/gofiber/fiber/v2"
 
 	"github.com/keyflux/keyflux/streams"
 )
@@ -18,53 +17,54 @@ const (
 
 var eventName = regexp.MustCompile(`^[a-z][a-z0-9_-]{0,63}$`)
 
-// keyspace serves GET /streams/keyspace?pattern=&events=&db=.
-func (h *handler) keyspace(c *fiber.Ctx) error {
-	q, err := h.keyspaceQuery(c)
-	if err != nil {
-		return err
+// keyspace is the source of GET /streams/keyspace?pattern=&events=&db=. It
+// validates and normalises the query, so equal streams share one topic
+// whatever the parameter order or duplicates.
+func keyspace(h *handler, _ string, params url.Values) (streams.Spec, error) {
+	if err := only(params, "pattern", "events", "db"); err != nil {
+		return nil, err
 	}
-	lastID, err := lastEventID(c)
-	if err != nil {
-		return err
+	q := streams.KeyspaceQuery{DB: h.cfg.DefaultDB, Pattern: "*"}
+	if p, ok := params["pattern"]; ok {
+		if len(p) != 1 {
+			return nil, invalid("pattern is given more than once")
+		}
+		q.Pattern = p[0]
 	}
-	return h.stream(c, lastID, h.cfg.Keyspace.Stream(q))
-}
-
-// keyspaceQuery validates and normalises the query, so equal streams share
-// one topic whatever the parameter order or duplicates.
-func (h *handler) keyspaceQuery(c *fiber.Ctx) (streams.KeyspaceQuery, error) {
-	q := streams.KeyspaceQuery{DB: h.cfg.DefaultDB, Pattern: strings.Clone(c.Query("pattern", "*"))}
-	if c.Context().QueryArgs().Has("pattern") && c.Query("pattern") == "" {
-		return q, invalid("pattern is empty")
+	if q.Pattern == "" {
+		return nil, invalid("pattern is empty")
 	}
 	if len(q.Pattern) > maxPatternLength {
-		return q, invalid("pattern is longer than " + strconv.Itoa(maxPatternLength) + " bytes")
+		return nil, invalid("pattern is longer than " + strconv.Itoa(maxPatternLength) + " bytes")
 	}
 	if err := plainText("pattern", q.Pattern); err != nil {
-		return q, err
+		return nil, err
 	}
-	if db := c.Query("db"); db != "" {
+	if db, err := one(params, "db"); err != nil {
+		return nil, err
+	} else if db != "" {
 		n, err := strconv.Atoi(db)
 		if err != nil || n < 0 || n >= maxDB {
-			return q, invalid("db must be a database number")
+			return nil, invalid("db must be a database number")
 		}
 		q.DB = n
 	}
-	if ev := c.Query("events"); ev != "" {
+	if ev, err := one(params, "events"); err != nil {
+		return nil, err
+	} else if ev != "" {
 		for _, name := range strings.Split(ev, ",") {
 			name = strings.TrimSpace(name)
 			if !eventName.MatchString(name) {
-				return q, invalid("events: " + strconv.Quote(name) +
+				return nil, invalid("events: " + strconv.Quote(name) +
 					" is not an event name (lower-case letters, digits, _ and -)")
 			}
-			q.Events = append(q.Events, strings.Clone(name))
+			q.Events = append(q.Events, name)
 		}
 		slices.Sort(q.Events)
 		q.Events = slices.Compact(q.Events)
 	}
 	if !h.cfg.Expose.AllowsPattern(q.Pattern) {
-		return q, forbidden("pattern " + strconv.Quote(q.Pattern) + " reaches keys outside the exposed prefixes")
+		return nil, forbidden("pattern " + strconv.Quote(q.Pattern) + " reaches keys outside the exposed prefixes")
 	}
-	return q, nil
+	return h.cfg.Keyspace.Stream(q), nil
 }

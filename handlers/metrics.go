@@ -5,7 +5,7 @@ import "github.com/prometheus/client_golang/prometheus"
 // Metrics are the sink's Prometheus collectors.
 type Metrics struct {
 	Clients       prometheus.Gauge
-	SlowConsumers prometheus.Counter
+	SlowConsumers *prometheus.CounterVec
 }
 
 // NewMetrics creates the collectors and registers them with reg when reg is
@@ -16,10 +16,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "keyflux_clients_connected",
 			Help: "Open SSE streams.",
 		}),
-		SlowConsumers: prometheus.NewCounter(prometheus.CounterOpts{
+		SlowConsumers: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "keyflux_slow_consumers_total",
-			Help: "Clients cut off because their queue overflowed.",
-		}),
+			Help: "Clients whose queue overflowed, by what was done: disconnect or reset.",
+		}, []string{"policy"}),
 	}
 	if reg != nil {
 		reg.MustRegister(m.Clients, m.SlowConsumers)

@@ -34,9 +34,10 @@ type SinkOptions struct {
 // struct, a timer and its socket: no goroutine and no buffers. A goroutine
 // exists only while a client has bytes to write.
 type Sink struct {
-	opts    SinkOptions
-	ping    *streams.Frame
-	hangups *hangups
+	opts      SinkOptions
+	ping      *streams.Frame
+	slowReset *streams.Frame
+	hangups   *hangups
 
 	mu      sync.Mutex
 	clients map[*client]struct{}
@@ -64,7 +65,10 @@ func NewSink(opts SinkOptions) *Sink {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	return &Sink{opts: opts, ping: streams.Comment("ping"), hangups: newHangups(),
+	slowReset, _ := streams.EncodeFrame("", "reset", map[string]string{
+		"reason": "slow-consumer", "detail": "events were dropped because the client read too slowly",
+	}, nil)
+	return &Sink{opts: opts, ping: streams.Comment("ping"), slowReset: slowReset, hangups: newHangups(),
 		clients: make(map[*client]struct{})}
 }
 
@@ -98,8 +102,8 @@ type subscribeFunc func(r streams.Receiver) ([]*streams.Subscription, error)
 
 // serve runs on the hijacked connection: it writes the response head, joins
 // the client to its streams and returns, leaving the connection to the sink.
-func (k *Sink) serve(conn net.Conn, subscribe subscribeFunc) {
-	c := &client{sink: k, conn: conn}
+func (k *Sink) serve(conn net.Conn, policy string, subscribe subscribeFunc) {
+	c := &client{sink: k, conn: conn, resetWhenSlow: policy == slowReset}
 	if sc, ok := conn.(syscall.Conn); ok {
 		c.raw, _ = sc.SyscallConn()
 	}
@@ -166,6 +170,9 @@ type client struct {
 	raw    syscall.RawConn // for noticing a closed peer; nil if unavailable
 	timer  *time.Timer
 	hangup uint32 // registration with the sink's hangups watcher
+	// resetWhenSlow drops what a slow client has not read and sends it
+	// "reset", instead of cutting it off.
+	resetWhenSlow bool
 
 	mu       sync.Mutex
 	queue    []*streams.Frame
@@ -185,12 +192,18 @@ func (c *client) Send(f *streams.Frame) bool {
 		return false
 	}
 	ok := c.queued+len(f.Bytes) <= c.sink.opts.QueueBytes
-	if ok {
+	switch {
+	case ok:
 		c.queue = append(c.queue, f)
 		c.queued += len(f.Bytes)
-	} else {
+	case c.resetWhenSlow:
+		c.sink.opts.Metrics.SlowConsumers.WithLabelValues(slowReset).Inc()
+		c.queue = append(c.queue[:0], c.sink.slowReset)
+		c.queued = len(c.sink.slowReset.Bytes)
+		ok = true
+	default:
 		c.overflow = true // the flush goroutine cuts the client off
-		c.sink.opts.Metrics.SlowConsumers.Inc()
+		c.sink.opts.Metrics.SlowConsumers.WithLabelValues(slowDisconnect).Inc()
 	}
 	if !c.flushing {
 		c.flushing = true

@@ -2,8 +2,8 @@ package handlers
 
 import (
 	"net"
+	"net/url"
 	"strings"
-	"unicode/utf8"
 
 	"github.com/gofiber/fiber/v2"
 
@@ -12,13 +12,57 @@ import (
 
 const maxIDLength = 128
 
+// source turns a stream request into a spec: name is what the path names
+// after the source (a channel, a stream key; "" when nothing), q the query.
+// Every stream endpoint and every sub= of a combined stream goes through one.
+type source func(h *handler, name string, q url.Values) (streams.Spec, error)
+
+// serve is the handler of one stream endpoint.
+func (h *handler) serve(src source) fiber.Handler {
+	return func(c *fiber.Ctx) error {
+		q, err := query(c)
+		if err != nil {
+			return err
+		}
+		spec, err := h.spec(src, strings.Clone(c.Params("*")), q)
+		if err != nil {
+			return err
+		}
+		lastID, err := lastEventID(c, q)
+		if err != nil {
+			return err
+		}
+		policy, err := parsePolicy(q)
+		if err != nil {
+			return err
+		}
+		return h.stream(c, lastID, policy, spec)
+	}
+}
+
+// spec is src's spec followed by the request's operators.
+func (h *handler) spec(src source, name string, q url.Values) (streams.Spec, error) {
+	spec, err := src(h, name, q)
+	if err != nil {
+		return nil, err
+	}
+	ops, err := parseOps(q)
+	if err != nil {
+		return nil, err
+	}
+	return streams.WithOps(spec, ops, h.cfg.Hub.Metrics()), nil
+}
+
 // lastEventID is where a client resumes: the Last-Event-ID header a
 // reconnecting EventSource sends, or the lastEventId query parameter, since
 // a first connect cannot set headers.
-func lastEventID(c *fiber.Ctx) (string, error) {
-	id := c.Get("Last-Event-ID")
+func lastEventID(c *fiber.Ctx, q url.Values) (string, error) {
+	id := strings.Clone(c.Get("Last-Event-ID"))
 	if id == "" {
-		id = c.Query("lastEventId")
+		var err error
+		if id, err = one(q, "lastEventId"); err != nil {
+			return "", err
+		}
 	}
 	if len(id) > maxIDLength {
 		return "", invalid("Last-Event-ID is longer than 128 bytes")
@@ -26,24 +70,13 @@ func lastEventID(c *fiber.Ctx) (string, error) {
 	if err := plainText("Last-Event-ID", id); err != nil {
 		return "", err
 	}
-	return strings.Clone(id), nil
-}
-
-// plainText rejects invalid UTF-8 and control characters.
-func plainText(field, s string) error {
-	if !utf8.ValidString(s) {
-		return invalid(field + " is not valid UTF-8")
-	}
-	if strings.IndexFunc(s, func(r rune) bool { return r < 0x20 || r == 0x7f }) >= 0 {
-		return invalid(field + " contains control characters")
-	}
-	return nil
+	return id, nil
 }
 
 // stream answers a validated request with an SSE stream of specs. Nothing is
 // subscribed until the connection is handed over, so a request that fails
 // before that leaves nothing behind.
-func (h *handler) stream(c *fiber.Ctx, lastID string, specs ...streams.Spec) error {
+func (h *handler) stream(c *fiber.Ctx, lastID, policy string, specs ...streams.Spec) error {
 	hub := h.cfg.Hub
 	subscribe := func(r streams.Receiver) ([]*streams.Subscription, error) {
 		var subs []*streams.Subscription
@@ -66,7 +99,7 @@ func (h *handler) stream(c *fiber.Ctx, lastID string, specs ...streams.Spec) err
 		if u, ok := conn.(interface{ UnsafeConn() net.Conn }); ok {
 			conn = u.UnsafeConn() // the socket itself, kept after this returns
 		}
-		sink.serve(conn, subscribe)
+		sink.serve(conn, policy, subscribe)
 	})
 	return nil
 }

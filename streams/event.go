@@ -15,6 +15,9 @@ const (
 	// Gap says the upstream was interrupted and resumed: events may have been
 	// lost, so subscribers get a "reset" and must resynchronise.
 	Gap
+
+	// dropped marks an event an operator discarded, inside a pipeline only.
+	dropped Kind = 255
 )
 
 // Event is one item of a stream. Sources fill Name and Data; the hub numbers
@@ -28,6 +31,9 @@ type Event struct {
 	// Raw, when not nil, is sent as the data lines verbatim (split on line
 	// breaks), for payloads that are already text.
 	Raw []byte
+	// Key is the Redis key (or channel) the event is about; per-key
+	// operators such as throttle group by it.
+	Key string
 	// Reason explains a Gap.
 	Reason string
 }

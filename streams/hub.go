@@ -96,6 +96,9 @@ func (s *Subscription) Close() {
 	t.remove(s)
 }
 
+// Metrics returns the hub's collectors, for operators built outside it.
+func (h *Hub) Metrics() *Metrics { return h.opts.Metrics }
+
 // Topics returns how many topics (upstream subscriptions) are live.
 func (h *Hub) Topics() int {
 	h.mu.Lock()
@@ -142,6 +145,7 @@ func (h *Hub) start(spec Spec) *topic {
 	}
 	h.topics[t.key] = t
 	h.opts.Metrics.Topics.Inc()
+	h.opts.Metrics.PipelinesStarted.Inc()
 	h.wg.Add(1)
 	obs := spec.Open(ctx)
 	go t.run(obs)

@@ -4,12 +4,15 @@ import "github.com/prometheus/client_golang/prometheus"
 
 // Metrics are the hub's Prometheus collectors.
 type Metrics struct {
-	Topics    prometheus.Gauge
-	EventsIn  *prometheus.CounterVec
-	FramesOut prometheus.Counter
-	Replayed  prometheus.Counter
-	Resets    *prometheus.CounterVec
-	Dropped   prometheus.Counter
+	Topics           prometheus.Gauge
+	Upstream         prometheus.Gauge
+	PipelinesStarted prometheus.Counter
+	OperatorErrors   *prometheus.CounterVec
+	EventsIn         *prometheus.CounterVec
+	FramesOut        prometheus.Counter
+	Replayed         prometheus.Counter
+	Resets           *prometheus.CounterVec
+	Dropped          prometheus.Counter
 }
 
 // unregistered serves parts built without metrics.
@@ -20,9 +23,21 @@ var unregistered = NewMetrics(nil)
 func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
 		Topics: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "keyflux_upstream_subscriptions",
-			Help: "Distinct live streams, each holding one Redis subscription.",
+			Name: "keyflux_streams_active",
+			Help: "Distinct live streams (topics), each one rxgo pipeline shared by its clients.",
 		}),
+		Upstream: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "keyflux_upstream_subscriptions",
+			Help: "Redis SUBSCRIBE/PSUBSCRIBE subscriptions held, each shared by every stream that needs it.",
+		}),
+		PipelinesStarted: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "keyflux_pipelines_started_total",
+			Help: "Stream pipelines started; clients with equal specs share one.",
+		}),
+		OperatorErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "keyflux_operator_errors_total",
+			Help: "Events a filter or map expression failed on (a filter failing drops the event).",
+		}, []string{"op"}),
 		EventsIn: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "keyflux_events_in_total",
 			Help: "Events received from Redis, after the stream's filters, by source.",
@@ -45,7 +60,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.Topics, m.EventsIn, m.FramesOut, m.Replayed, m.Resets, m.Dropped)
+		reg.MustRegister(m.Topics, m.Upstream, m.PipelinesStarted, m.OperatorErrors, m.EventsIn, m.FramesOut, m.Replayed, m.Resets, m.Dropped)
 	}
 	return m
 }

@@ -73,7 +73,7 @@ func (s *keyspaceSpec) Open(ctx context.Context) rxgo.Observable {
 	leave := s.k.Upstreams.Join(ch, &Listener{
 		OnMessage: func(m rueidis.PubSubMessage) {
 			key, _ := strings.CutPrefix(m.Channel, prefix)
-			p.offer(Event{Name: m.Message, Data: KeyspaceEvent{
+			p.offer(Event{Name: m.Message, Key: key, Data: KeyspaceEvent{
 				Key: key, Event: m.Message, DB: db, TS: time.Now().UnixMilli(),
 			}})
 		},

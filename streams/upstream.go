@@ -15,8 +15,9 @@ import (
 // channel or pattern joins one SUBSCRIBE or PSUBSCRIBE, so streams that
 // differ only in their operators still cost Redis one subscription.
 type Upstreams struct {
-	Client rueidis.Client
-	Logger *slog.Logger
+	Client  rueidis.Client
+	Logger  *slog.Logger
+	Metrics *Metrics
 
 	mu       sync.Mutex
 	live     map[string]*upstream
@@ -75,6 +76,7 @@ func (u *Upstreams) Join(ch Channel, l *Listener) (leave func()) {
 		ctx, cancel := context.WithCancel(context.Background())
 		up = &upstream{ch: ch, cancel: cancel, done: make(chan struct{})}
 		u.live[key] = up
+		u.metrics().Upstream.Inc()
 		// A previous subscription to the same channel may still be
 		// unsubscribing; the new one waits for it, so that the old
 		// UNSUBSCRIBE cannot cancel the new SUBSCRIBE on the shared connection.
@@ -101,9 +103,17 @@ func (u *Upstreams) leave(up *upstream, l *Listener) {
 	if empty {
 		key := up.ch.key()
 		delete(u.live, key)
+		u.metrics().Upstream.Dec()
 		u.stopping[key] = up
 		up.cancel()
 	}
+}
+
+func (u *Upstreams) metrics() *Metrics {
+	if u.Metrics == nil {
+		return unregistered
+	}
+	return u.Metrics
 }
 
 // Live returns how many Redis subscriptions are held.
