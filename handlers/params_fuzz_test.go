@@ -1,0 +1,57 @@
+package handlers
+
+import (
+	"net/url"
+	"testing"
+
+	"go.uber.org/goleak"
+
+	"github.com/keyflux/keyflux/streams"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func testHandler(expose ...string) *handler {
+	return &handler{cfg: Config{
+		Hub:      streams.NewHub(streams.HubOptions{}),
+		Keyspace: &streams.Keyspace{},
+		Expose:   expose,
+	}}
+}
+
+// FuzzStreamQuery feeds arbitrary query strings to the keyspace stream's
+// parsing: it must answer with a spec or a client error, never panic, and
+// equal queries must give equal stream keys.
+func FuzzStreamQuery(f *testing.F) {
+	for _, seed := range []string{
+		"pattern=user:*&events=set,del",
+		"pattern=a&events=del,set,set&db=3",
+		`filter=event == "set" && value.temp > 30&map={"k": key}`,
+		"throttle=500ms&buffer=2s&buffer=50",
+		"buffer=1s,10&slow=reset&lastEventId=abc-1",
+		"pattern=%00&db=-1&events=SET",
+		"filter=nosuch(key)&throttle=0",
+		"pattern=user:\\*&fliter=x",
+	} {
+		f.Add(seed)
+	}
+	h := testHandler("user:", "a")
+	f.Fuzz(func(t *testing.T, raw string) {
+		q, err := url.ParseQuery(raw)
+		if err != nil {
+			return
+		}
+		spec, err := h.spec(keyspace, "", q)
+		if err != nil {
+			if _, ok := err.(*badRequest); !ok {
+				t.Fatalf("%q: error %T %v is not a client error", raw, err, err)
+			}
+			return
+		}
+		again, err := h.spec(keyspace, "", q)
+		if err != nil || again.Key() != spec.Key() {
+			t.Fatalf("%q: parsed twice to %q and %q (%v)", raw, spec.Key(), again.Key(), err)
+		}
+		_, _ = parsePolicy(q)
+	})
+}
