@@ -20,10 +20,12 @@ import (
 	"github.com/keyflux/keyflux/app/redisserver"
 )
 
-// Two fasthttp goroutines are not ours: the idle-worker cleaner sleeps up
-// to MaxIdleWorkerDuration (10 s) before it sees the server stopped, and
-// the Date header updater runs once per process, forever.
+// Some fasthttp goroutines are not ours: request workers it keeps idle for
+// reuse (reaped after MaxIdleWorkerDuration, 10 s), its idle-worker cleaner,
+// which sleeps that long before it sees the server stopped, and the Date
+// header updater, which runs once per process, forever.
 var fasthttpOwn = []goleak.Option{
+	goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.(*workerPool).workerFunc"),
 	goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.(*workerPool).Start.func2"),
 	goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.updateServerDate.func1"),
 }

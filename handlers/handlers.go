@@ -41,6 +41,7 @@ func Register(app *fiber.App, cfg Config) {
 	if cfg.Metrics != nil {
 		app.Get("/metrics", adaptor.HTTPHandler(cfg.Metrics))
 	}
+	app.Get("/streams", h.combined)
 	app.Get("/streams/keyspace", h.serve(keyspace))
 	if cfg.Public != nil {
 		app.Use("/", filesystem.New(filesystem.Config{Root: http.FS(cfg.Public), MaxAge: 60}))

@@ -79,18 +79,7 @@ func lastEventID(c *fiber.Ctx, q url.Values) (string, error) {
 func (h *handler) stream(c *fiber.Ctx, lastID, policy string, specs ...streams.Spec) error {
 	hub := h.cfg.Hub
 	subscribe := func(r streams.Receiver) ([]*streams.Subscription, error) {
-		var subs []*streams.Subscription
-		for _, spec := range specs {
-			s, err := hub.Subscribe(spec, r, lastID)
-			if err != nil {
-				for _, s := range subs {
-					s.Close()
-				}
-				return nil, err
-			}
-			subs = append(subs, s)
-		}
-		return subs, nil
+		return hub.SubscribeAll(specs, r, lastID)
 	}
 	sink := h.cfg.Sink
 	ctx := c.Context()

@@ -2,6 +2,8 @@ package streams
 
 import (
 	"context"
+	"fmt"
+	"slices"
 	"log/slog"
 	"sync"
 	"time"
@@ -36,6 +38,11 @@ type Hub struct {
 	topics map[string]*topic
 	closed bool
 	wg     sync.WaitGroup
+
+	// order is held while a frame is numbered and handed out, and while a
+	// subscriber is welcomed: so every client receives frames in id order,
+	// across topics too, and "everything up to id N" is a true statement.
+	order sync.Mutex
 }
 
 // NewHub returns an empty hub.
@@ -65,27 +72,50 @@ type Subscription struct {
 // r first receives "connected" (once the upstream is live), then, when
 // lastID is set, the frames it missed or a "reset", then live frames.
 func (h *Hub) Subscribe(spec Spec, r Receiver, lastID string) (*Subscription, error) {
+	subs, err := h.SubscribeAll([]Spec{spec}, r, lastID)
+	if err != nil {
+		return nil, err
+	}
+	return subs[0], nil
+}
+
+// SubscribeAll joins r to several topics at once, as one combined stream:
+// the frames each topic missed since lastID are merged in id order, and
+// live frames follow in id order too, so one Last-Event-ID resumes them all.
+func (h *Hub) SubscribeAll(specs []Spec, r Receiver, lastID string) ([]*Subscription, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.closed {
 		return nil, ErrClosed
 	}
-	t := h.topics[spec.Key()]
-	if t == nil {
-		t = h.start(spec)
+	topics := make([]*topic, len(specs))
+	for i, spec := range specs {
+		if topics[i] = h.topics[spec.Key()]; topics[i] == nil {
+			topics[i] = h.start(spec)
+		}
+		if slices.Contains(topics[:i], topics[i]) {
+			return nil, fmt.Errorf("streams: %q asked for twice", spec.Key())
+		}
 	}
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if t.linger != nil {
-		t.linger.Stop()
-		t.linger = nil
+	h.order.Lock()
+	defer h.order.Unlock()
+	subs := make([]*Subscription, len(topics))
+	var welcomes []*Subscription
+	for i, t := range topics {
+		t.mu.Lock()
+		defer t.mu.Unlock()
+		if t.linger != nil {
+			t.linger.Stop()
+			t.linger = nil
+		}
+		subs[i] = &Subscription{t: t, r: r, lastID: lastID, idx: len(t.subs), greet: true}
+		t.subs = append(t.subs, subs[i])
+		if t.ready {
+			welcomes = append(welcomes, subs[i])
+		}
 	}
-	s := &Subscription{t: t, r: r, lastID: lastID, idx: len(t.subs), greet: true}
-	t.subs = append(t.subs, s)
-	if t.ready {
-		t.welcome(s)
-	}
-	return s, nil
+	h.welcome(welcomes)
+	return subs, nil
 }
 
 // Close leaves the topic. It is safe to call more than once.

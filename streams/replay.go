@@ -92,19 +92,21 @@ func (r *ring) at(k int) (uint64, *Frame) {
 	return r.seqs[i], r.frames[i]
 }
 
-// after returns the frames published after position seq, and false when
-// the ring cannot prove it holds all of them. Positions are process-wide, so
-// seq need not be one of this ring's own: any position from base on works,
-// which is what lets one client resume several topics from one id.
-func (r *ring) after(seq uint64) ([]*Frame, bool) {
-	if seq < r.base || seq > r.head() {
-		return nil, false
+// after returns the frames published after position seq, with their
+// positions, and false when the ring cannot prove it holds all of them.
+// Positions are process-wide, so seq need not be one of this ring's own:
+// any position from base on works (the hub rejects positions it has not yet
+// issued), which lets one client resume several topics from one id.
+func (r *ring) after(seq uint64) ([]*Frame, []uint64, bool) {
+	if seq < r.base {
+		return nil, nil, false
 	}
 	k := sort.Search(r.n, func(k int) bool { s, _ := r.at(k); return s > seq })
-	out := make([]*Frame, 0, r.n-k)
+	frames := make([]*Frame, 0, r.n-k)
+	seqs := make([]uint64, 0, r.n-k)
 	for ; k < r.n; k++ {
-		_, f := r.at(k)
-		out = append(out, f)
+		s, f := r.at(k)
+		frames, seqs = append(frames, f), append(seqs, s)
 	}
-	return out, true
+	return frames, seqs, true
 }

@@ -1,7 +1,9 @@
 package streams
 
 import (
+	"cmp"
 	"errors"
+	"slices"
 	"sync"
 	"time"
 
@@ -58,10 +60,13 @@ func (t *topic) run(obs rxgo.Observable) {
 // publish numbers and encodes ev once, keeps it for replay and hands the
 // same frame to every subscriber.
 func (t *topic) publish(ev Event) {
-	seq, id := t.hub.ids.next()
+	h := t.hub
+	h.order.Lock()
+	defer h.order.Unlock()
+	seq, id := h.ids.next()
 	f, err := EncodeFrame(id, ev.Name, ev.Data, ev.Raw)
 	if err != nil {
-		t.hub.opts.Logger.Warn("event not encodable", "stream", t.key, "err", err)
+		h.opts.Logger.Warn("event not encodable", "stream", t.key, "err", err)
 		return
 	}
 	t.mu.Lock()
@@ -81,59 +86,96 @@ func (t *topic) publish(ev Event) {
 		sent++
 		i++
 	}
-	t.hub.opts.Metrics.FramesOut.Add(float64(sent))
+	h.opts.Metrics.FramesOut.Add(float64(sent))
 }
 
+// markReady welcomes those who joined while the upstream was starting.
 func (t *topic) markReady() {
+	h := t.hub
+	h.order.Lock()
+	defer h.order.Unlock()
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.ready {
 		return
 	}
 	t.ready = true
-	for i := 0; i < len(t.subs); {
-		s := t.subs[i]
-		if t.welcome(s) {
-			i++
+	var waiting []*Subscription
+	for _, s := range t.subs {
+		if s.greet {
+			waiting = append(waiting, s)
 		}
+	}
+	for _, s := range waiting { // one by one: each has its own receiver
+		h.welcome([]*Subscription{s})
 	}
 }
 
-// welcome sends s its "connected" event and what it missed. It returns false
-// if s was dropped meanwhile. Called with t.mu held.
-func (t *topic) welcome(s *Subscription) bool {
-	s.greet = false
-	ids, m := t.hub.ids, t.hub.opts.Metrics
-	var replay []*Frame
+// welcome sends subscriptions of ONE receiver their "connected" events, then
+// what they missed in id order (or a "reset"). It is called with h.order and
+// the lock of every topic involved held.
+func (h *Hub) welcome(subs []*Subscription) {
+	if len(subs) == 0 {
+		return
+	}
+	ids, m := h.ids, h.opts.Metrics
+	lastID := subs[0].lastID
+	now := ids.seq.Load() // with h.order held, everything up to now is delivered
 	reset := ""
-	if s.lastID != "" {
-		if seq, ok := ids.parse(s.lastID); !ok {
+	var seq uint64
+	if lastID != "" {
+		var ok bool
+		if seq, ok = ids.parse(lastID); !ok || seq > now {
 			reset = ResetUnknownID
-		} else if replay, ok = t.ring.after(seq); !ok {
-			reset = ResetExpiredID
 		}
 	}
+	type pending struct {
+		seq uint64
+		f   *Frame
+	}
+	var replay []pending
+	if lastID != "" && reset == "" {
+		for _, s := range subs {
+			frames, seqs, ok := s.t.ring.after(seq)
+			if !ok {
+				reset, replay = ResetExpiredID, nil
+				break
+			}
+			for i, f := range frames {
+				replay = append(replay, pending{seqs[i], f})
+			}
+		}
+		slices.SortFunc(replay, func(a, b pending) int { return cmp.Compare(a.seq, b.seq) })
+	}
 	// A resuming client keeps its own last id until the replay moves it on;
-	// any other client is placed at the head, so that a reconnect before the
+	// any other client is placed at now, so that a reconnect before the
 	// first event still resumes without a gap.
 	id := ""
-	if s.lastID == "" || reset != "" {
-		id = ids.format(t.ring.head())
+	if lastID == "" || reset != "" {
+		id = ids.format(now)
 	}
-	out := []*Frame{mustFrame(id, "connected", t.spec.Describe())}
+	var out []*Frame
+	for _, s := range subs {
+		s.greet = false
+		out = append(out, mustFrame(id, "connected", s.t.spec.Describe()))
+	}
 	if reset != "" {
 		m.Resets.WithLabelValues(reset).Inc()
 		out = append(out, mustFrame("", "reset", resetData(reset, "")))
 	}
-	out = append(out, replay...)
+	for _, p := range replay {
+		out = append(out, p.f)
+	}
 	m.Replayed.Add(float64(len(replay)))
+	r := subs[0].r
 	for _, f := range out {
-		if !s.r.Send(f) {
-			t.remove(s)
-			return false
+		if !r.Send(f) {
+			for _, s := range subs {
+				s.t.remove(s)
+			}
+			return
 		}
 	}
-	return true
 }
 
 // remove drops s; the last one out starts the linger. Called with t.mu held.

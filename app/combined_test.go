@@ -1,0 +1,116 @@
+package main
+
+import (
+	"fmt"
+	"net/url"
+	"strings"
+	"testing"
+)
+
+func combinedPath(subs ...string) string {
+	q := url.Values{"sub": subs}
+	return "/streams?" + q.Encode()
+}
+
+func TestCombinedStream(t *testing.T) {
+	k := startKeyflux(t, keyspaceFlags, "--linger", "1m")
+	path := combinedPath(
+		"orders:keyspace?"+url.Values{"pattern": {"order:*"}, "events": {"set"}}.Encode(),
+		"users:keyspace?pattern=user:*",
+	)
+	s := k.open(path)
+	subsSeen := map[string]bool{}
+	for range 2 {
+		subsSeen[data(t, s.expect("connected"))["sub"].(string)] = true
+	}
+	if !subsSeen["orders"] || !subsSeen["users"] {
+		t.Fatalf("connected events for %v", subsSeen)
+	}
+	k.do("SET", "order:1", "x")
+	k.do("DEL", "order:1") // filtered out by orders' events
+	k.do("DEL", "user:1")
+	k.do("SET", "user:2", "line\nbreak")
+	for _, want := range []struct{ name, sub, key string }{
+		{"set", "orders", "order:1"}, {"set", "users", "user:2"},
+	} {
+		ev := s.expect(want.name)
+		d := data(t, ev)
+		inner, _ := d["data"].(map[string]any)
+		if d["sub"] != want.sub || inner["key"] != want.key {
+			t.Fatalf("event %s %s, want sub %s key %s", ev.Type, ev.Data, want.sub, want.key)
+		}
+	}
+}
+
+func TestCombinedStreamResumes(t *testing.T) {
+	k := startKeyflux(t, keyspaceFlags, "--linger", "1m")
+	path := combinedPath("a:keyspace?pattern=a:*", "b:keyspace?pattern=b:*")
+	s := k.open(path)
+	s.expect("connected")
+	s.expect("connected")
+	var seen []string
+	write := func(from, to int) {
+		for i := from; i < to; i++ {
+			k.do("SET", fmt.Sprint("a:", i), "x")
+			k.do("SET", fmt.Sprint("b:", i), "x")
+		}
+	}
+	write(0, 5)
+	for range 10 {
+		seen = append(seen, data(t, s.expect("set"))["data"].(map[string]any)["key"].(string))
+	}
+	s.close()
+	witness := k.open(path)
+	witness.expect("connected")
+	witness.expect("connected")
+	write(5, 10)
+	for range 10 {
+		witness.expect("set")
+	}
+	r := k.open(path, "Last-Event-ID", s.lastID)
+	r.expect("connected")
+	r.expect("connected")
+	for range 10 {
+		seen = append(seen, data(t, r.expect("set"))["data"].(map[string]any)["key"].(string))
+	}
+	k.do("SET", "a:live", "x")
+	if got := data(t, r.expect("set"))["data"].(map[string]any)["key"]; got != "a:live" {
+		t.Fatalf("after the replay: %v (a duplicate?)", got)
+	}
+	var want []string
+	for i := range 10 {
+		want = append(want, fmt.Sprint("a:", i), fmt.Sprint("b:", i))
+	}
+	if strings.Join(seen, " ") != strings.Join(want, " ") {
+		t.Fatalf("across the reconnect got\n%v\nwant\n%v", seen, want)
+	}
+}
+
+func TestCombinedStreamBadInput(t *testing.T) {
+	k := startKeyflux(t, keyspaceFlags, "--expose", "user:")
+	for _, c := range []struct {
+		path   string
+		status int
+		want   string
+	}{
+		{"/streams", 400, "sub is required"},
+		{combinedPath("nocolon"), 400, "<name>:<stream>"},
+		{combinedPath("bad name:keyspace"), 400, "<name>:<stream>"},
+		{combinedPath("a:nosuch?x=1"), 400, "unknown stream"},
+		{combinedPath("a:keyspace?pattern=user:*", "a:keyspace?pattern=user:1"), 400, "named twice"},
+		{combinedPath("a:keyspace?pattern=user:*&lastEventId=x"), 400, "whole stream"},
+		{combinedPath("a:keyspace?pattern=secret:*"), 403, `sub "a": pattern`},
+		{combinedPath("a:keyspace?pattern=user:*&filter=%3D%3D"), 400, `sub "a": filter`},
+		{combinedPath("a:keyspace?pattern=user:*") + "&filter=x", 400, "inside each sub"},
+		{combinedPath(strings.Split(strings.Repeat("x:keyspace,", 40), ",")...), 400, "more than"},
+	} {
+		status, body := k.get(c.path)
+		msg, _ := body["error"].(string)
+		if status != c.status || !strings.Contains(msg, c.want) {
+			t.Errorf("%s: %d %v, want %d with %q", c.path, status, body, c.status, c.want)
+		}
+	}
+	if k.srv.hub.Topics() != 0 || k.numpat() != 0 {
+		t.Fatal("a rejected request left a subscription behind")
+	}
+}

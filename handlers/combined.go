@@ -1,0 +1,105 @@
+package handlers
+
+import (
+	"net/url"
+	"regexp"
+	"strconv"
+	"strings"
+
+	"github.com/gofiber/fiber/v2"
+
+	"github.com/keyflux/keyflux/streams"
+)
+
+// maxSubs bounds the subscriptions of one combined stream.
+const maxSubs = 32
+
+var subName = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
+
+// sources are what a combined stream's subscriptions may name, by the
+// path of their own endpoint below /streams/.
+func (h *handler) sources() map[string]source {
+	return map[string]source{
+		"keyspace": keyspace,
+	}
+}
+
+// combined serves GET /streams?sub=<name>:<source>[/<name>][?<query>]&sub=...:
+// several subscriptions on one connection, since a browser has only six
+// HTTP/1.1 connections per site. Each sub is written as the path and query
+// of its own endpoint, URL-encoded as one value, for example
+// sub=orders:keyspace?pattern%3Dorder:*%26events%3Dset.
+func (h *handler) combined(c *fiber.Ctx) error {
+	q, err := query(c)
+	if err != nil {
+		return err
+	}
+	for name := range q {
+		if name != "sub" && name != "lastEventId" && name != "slow" {
+			return invalid("unknown parameter " + strconv.Quote(name) + " (operators go inside each sub)")
+		}
+	}
+	subs := q["sub"]
+	if len(subs) == 0 {
+		return invalid("sub is required: sub=<name>:<stream>?<query>")
+	}
+	if len(subs) > maxSubs {
+		return invalid("more than " + strconv.Itoa(maxSubs) + " subs")
+	}
+	specs := make([]streams.Spec, 0, len(subs))
+	seen := map[string]bool{}
+	for _, sub := range subs {
+		spec, name, err := h.sub(sub)
+		if err != nil {
+			return err
+		}
+		if seen[name] {
+			return invalid("sub " + strconv.Quote(name) + " is named twice")
+		}
+		seen[name] = true
+		specs = append(specs, spec)
+	}
+	lastID, err := lastEventID(c, q)
+	if err != nil {
+		return err
+	}
+	policy, err := parsePolicy(q)
+	if err != nil {
+		return err
+	}
+	return h.stream(c, lastID, policy, specs...)
+}
+
+// sub parses one "<name>:<source>[/<name>][?<query>]".
+func (h *handler) sub(s string) (streams.Spec, string, error) {
+	name, rest, ok := strings.Cut(s, ":")
+	if !ok || !subName.MatchString(name) {
+		return nil, "", invalid("sub " + strconv.Quote(s) + ": want <name>:<stream>?<query>, the name of letters, digits, _ and -")
+	}
+	path, rawQuery, _ := strings.Cut(rest, "?")
+	src, arg, _ := strings.Cut(path, "/")
+	parse, ok := h.sources()[src]
+	if !ok {
+		return nil, "", invalid("sub " + strconv.Quote(name) + ": unknown stream " + strconv.Quote(src))
+	}
+	q, err := url.ParseQuery(rawQuery)
+	if err != nil {
+		return nil, "", invalid("sub " + strconv.Quote(name) + ": " + err.Error())
+	}
+	for _, common := range []string{"lastEventId", "slow"} {
+		if q.Has(common) {
+			return nil, "", invalid("sub " + strconv.Quote(name) + ": " + common + " applies to the whole stream")
+		}
+	}
+	if arg, err = url.PathUnescape(arg); err != nil {
+		return nil, "", invalid("sub " + strconv.Quote(name) + ": " + err.Error())
+	}
+	spec, err := h.spec(parse, arg, q)
+	if err != nil {
+		if br, ok := err.(*badRequest); ok {
+			br.msg = "sub " + strconv.Quote(name) + ": " + br.msg
+		}
+		return nil, "", err
+	}
+	return streams.Tagged(spec, name), name, nil
+}
