@@ -3,8 +3,8 @@ package streams
 import (
 	"context"
 	"fmt"
-	"slices"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 )
