@@ -59,15 +59,7 @@ func (h *handler) combined(c *fiber.Ctx) error {
 		seen[name] = true
 		specs = append(specs, spec)
 	}
-	lastID, err := lastEventID(c, q)
-	if err != nil {
-		return err
-	}
-	policy, err := parsePolicy(q)
-	if err != nil {
-		return err
-	}
-	return h.stream(c, lastID, policy, specs...)
+	return h.stream(c, q, specs...)
 }
 
 // sub parses one "<name>:<source>[/<name>][?<query>]".

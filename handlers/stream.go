@@ -28,15 +28,7 @@ func (h *handler) serve(src source) fiber.Handler {
 		if err != nil {
 			return err
 		}
-		lastID, err := lastEventID(c, q)
-		if err != nil {
-			return err
-		}
-		policy, err := parsePolicy(q)
-		if err != nil {
-			return err
-		}
-		return h.stream(c, lastID, policy, spec)
+		return h.stream(c, q, spec)
 	}
 }
 
@@ -73,10 +65,19 @@ func lastEventID(c *fiber.Ctx, q url.Values) (string, error) {
 	return id, nil
 }
 
-// stream answers a validated request with an SSE stream of specs. Nothing is
-// subscribed until the connection is handed over, so a request that fails
-// before that leaves nothing behind.
-func (h *handler) stream(c *fiber.Ctx, lastID, policy string, specs ...streams.Spec) error {
+// stream answers a request with an SSE stream of specs, after reading what
+// applies to the whole connection (where to resume, the slow-consumer
+// policy). Nothing is subscribed until the connection is handed over, so a
+// request that fails before that leaves nothing behind.
+func (h *handler) stream(c *fiber.Ctx, q url.Values, specs ...streams.Spec) error {
+	lastID, err := lastEventID(c, q)
+	if err != nil {
+		return err
+	}
+	policy, err := parsePolicy(q)
+	if err != nil {
+		return err
+	}
 	hub := h.cfg.Hub
 	subscribe := func(r streams.Receiver) ([]*streams.Subscription, error) {
 		return hub.SubscribeAll(specs, r, lastID)
