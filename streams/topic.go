@@ -1,6 +1,7 @@
 package streams
 
 import (
+	"context"
 	"errors"
 	"sync"
 	"time"
@@ -15,17 +16,20 @@ var ErrClosed = errors.New("streams: hub closed")
 // topic is one live stream: one upstream pipeline, its replay ring and the
 // subscribers it fans out to.
 type topic struct {
-	hub    *Hub
-	key    string
-	spec   Spec
-	cancel func()
-	events prometheus.Counter
+	hub     *Hub
+	key     string
+	spec    Spec
+	durable Durable // spec, when its events carry their own ids
+	ctx     context.Context
+	cancel  func()
+	events  prometheus.Counter
 
 	mu     sync.Mutex
 	subs   []*Subscription
 	ring   *ring
 	ready  bool
 	linger *time.Timer
+	head   string // Durable topics: the newest id published
 }
 
 // run drains the pipeline until the upstream is released.
@@ -44,7 +48,7 @@ func (t *topic) run(obs rxgo.Observable) {
 		}
 		switch ev.Kind {
 		case Ready:
-			t.markReady()
+			t.markReady(ev.ID)
 		case Gap:
 			t.hub.opts.Metrics.Resets.WithLabelValues(ResetGap).Inc()
 			t.publish(Event{Name: "reset", Data: resetData(ResetGap, ev.Reason)})
@@ -56,9 +60,14 @@ func (t *topic) run(obs rxgo.Observable) {
 }
 
 // publish numbers and encodes ev once, keeps it for replay and hands the
-// same frame to every subscriber.
+// same frame to every subscriber. Events of a Durable topic keep their own
+// ids and need no ring: their history is the source's.
 func (t *topic) publish(ev Event) {
-	seq, id := t.hub.ids.next()
+	var seq uint64
+	id := ev.ID
+	if t.durable == nil {
+		seq, id = t.hub.ids.next()
+	}
 	f, err := EncodeFrame(id, ev.Name, ev.Data, ev.Raw)
 	if err != nil {
 		t.hub.opts.Logger.Warn("event not encodable", "stream", t.key, "err", err)
@@ -66,11 +75,19 @@ func (t *topic) publish(ev Event) {
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	t.ring.push(seq, f)
+	if t.durable == nil {
+		t.ring.push(seq, f)
+	} else if id != "" {
+		t.head = id
+	}
 	sent := 0
 	for i := 0; i < len(t.subs); {
 		s := t.subs[i]
 		if s.greet { // joined before the upstream was live: nothing to send yet
+			i++
+			continue
+		}
+		if t.durable != nil && t.hold(s, f) {
 			i++
 			continue
 		}
@@ -84,13 +101,18 @@ func (t *topic) publish(ev Event) {
 	t.hub.opts.Metrics.FramesOut.Add(float64(sent))
 }
 
-func (t *topic) markReady() {
+// markReady welcomes the subscribers that joined before the upstream was
+// live. head is where a Durable upstream starts reading.
+func (t *topic) markReady(head string) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.ready {
 		return
 	}
 	t.ready = true
+	if t.durable != nil {
+		t.head = head
+	}
 	for i := 0; i < len(t.subs); {
 		s := t.subs[i]
 		if t.welcome(s) {
@@ -102,6 +124,10 @@ func (t *topic) markReady() {
 // welcome sends s its "connected" event and what it missed. It returns false
 // if s was dropped meanwhile. Called with t.mu held.
 func (t *topic) welcome(s *Subscription) bool {
+	if t.durable != nil {
+		t.catchUp(s)
+		return true
+	}
 	s.greet = false
 	ids, m := t.hub.ids, t.hub.opts.Metrics
 	var replay []*Frame
@@ -147,6 +173,9 @@ func (t *topic) remove(s *Subscription) {
 	t.subs[last] = nil
 	t.subs = t.subs[:last]
 	s.idx = -1
+	if s.stop != nil {
+		s.stop() // ends a replay in progress
+	}
 	if len(t.subs) == 0 && t.linger == nil {
 		t.linger = time.AfterFunc(t.hub.opts.Linger, t.expire)
 	}
