@@ -40,6 +40,7 @@ type keyflux struct {
 	logs  *syncBuffer
 	stop  context.CancelFunc
 	done  chan error
+	once  sync.Once
 }
 
 // startKeyflux launches redis-server (with redisArgs) and Keyflux (with
@@ -51,7 +52,15 @@ func startKeyflux(t *testing.T, redisArgs []string, flags ...string) *keyflux {
 		t.Fatal(err)
 	}
 	t.Cleanup(rs.Stop)
+	return startKeyfluxOn(t, rs, flags...)
+}
+
+// startKeyfluxOn starts a Keyflux process on an existing redis-server, as a
+// second process or after a restart.
+func startKeyfluxOn(t *testing.T, rs *redisserver.Server, flags ...string) *keyflux {
+	t.Helper()
 	k := &keyflux{t: t, redis: rs, logs: &syncBuffer{}, done: make(chan error, 1)}
+	var err error
 	k.rc, err = rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{rs.Addr()}, DisableCache: true})
 	if err != nil {
 		t.Fatal(err)
@@ -72,7 +81,10 @@ func startKeyflux(t *testing.T, redisArgs []string, flags ...string) *keyflux {
 	return k
 }
 
-func (k *keyflux) shutdown() {
+// shutdown stops Keyflux and waits until it has; it is safe to call again.
+func (k *keyflux) shutdown() { k.once.Do(k.stopAndWait) }
+
+func (k *keyflux) stopAndWait() {
 	k.stop()
 	select {
 	case err := <-k.done:
