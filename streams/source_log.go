@@ -276,20 +276,22 @@ func (s *logSpec) newest(ctx context.Context, end string) (EntryID, error) {
 	return id, nil
 }
 
-// streamInfo is what decides whether a resume id is whole.
+// streamInfo is what decides whether the history after a resume id is whole.
 type streamInfo struct {
 	lastGenerated EntryID
-	maxDeleted    *EntryID // Redis 7+: the newest id deleted or trimmed
-	first         string   // the oldest entry still there, "" for none
+	maxDeleted    EntryID // Redis 7+: the newest id removed by XDEL (not by trimming)
+	first         string  // the oldest entry still there, "" for none
 }
 
-// lost reports whether entries after id were deleted or trimmed.
+// lost reports whether entries after id may have gone: id is older than
+// the first entry left (trimming removes the oldest first, and Redis does
+// not record which ids it trimmed, so this also fires when only id itself
+// was trimmed), or an entry after id was XDELeted.
 func (i streamInfo) lost(id EntryID) bool {
-	if i.maxDeleted != nil {
-		return id.Compare(*i.maxDeleted) < 0
+	if first, ok := ParseEntryID(i.first); ok && id.Compare(first) < 0 {
+		return true
 	}
-	first, ok := ParseEntryID(i.first) // older Redis: a gap before the first entry
-	return ok && id.Compare(first.Prev()) < 0
+	return id.Compare(i.maxDeleted) < 0
 }
 
 func (s *logSpec) info(ctx context.Context) (streamInfo, error) {
@@ -307,9 +309,7 @@ func (s *logSpec) info(ctx context.Context) (streamInfo, error) {
 	info.lastGenerated, _ = ParseEntryID(str)
 	if v, ok := m["max-deleted-entry-id"]; ok {
 		str, _ := v.ToString()
-		if id, ok := ParseEntryID(str); ok {
-			info.maxDeleted = &id
-		}
+		info.maxDeleted, _ = ParseEntryID(str)
 	}
 	if v, ok := m["first-entry"]; ok {
 		if e, err := v.AsXRangeSlice(); err == nil {
