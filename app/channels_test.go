@@ -83,7 +83,7 @@ func TestChannelSharedPatternAndReleased(t *testing.T) {
 	w.expect("connected")
 	w.close()
 	eventually(t, "warm-up released", func() bool { return k.numsub("warm") == 0 && k.srv.hub.Topics() == 0 })
-	baseline := append([]goleak.Option{goleak.IgnoreCurrent()}, fasthttpOwn...)
+	baseline := append([]goleak.Option{goleak.IgnoreCurrent(), idleWorker}, fasthttpOwn...)
 
 	a := k.open("/streams/channels/news.eu")
 	b := k.open("/streams/channels/news.eu")
@@ -176,6 +176,10 @@ func TestChannelBadInput(t *testing.T) {
 	ok := k.open("/streams/channels?pattern=" + url.QueryEscape("chat.[ab]"))
 	ok.expect("connected")
 }
+
+// idleWorker is a fasthttp worker waiting for its next connection: the
+// pool keeps up to one per concurrent connection seen, for up to 10 s.
+var idleWorker = goleak.IgnoreTopFunction("github.com/valyala/fasthttp.(*workerPool).workerFunc")
 
 func (k *keyflux) numsub(channel string) int64 {
 	arr, err := k.do("PUBSUB", "NUMSUB", channel).ToArray()

@@ -63,11 +63,13 @@ func (l *Logs) Check(ctx context.Context, key string) error {
 }
 
 // Append adds an entry (fields as name, value pairs, in order) and returns
-// its id. maxLen > 0 trims the stream to about that many entries.
+// its id. maxLen > 0 trims the stream to that many entries (exactly: a
+// client resuming from a trimmed id gets a reset, so trimming must be
+// predictable).
 func (l *Logs) Append(ctx context.Context, key string, fields []string, maxLen int64) (string, error) {
-	args := make([]string, 0, len(fields)+4)
+	args := make([]string, 0, len(fields)+3)
 	if maxLen > 0 {
-		args = append(args, "MAXLEN", "~", strconv.FormatInt(maxLen, 10))
+		args = append(args, "MAXLEN", strconv.FormatInt(maxLen, 10))
 	}
 	args = append(args, "*")
 	args = append(args, fields...)
