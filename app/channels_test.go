@@ -177,10 +177,6 @@ func TestChannelBadInput(t *testing.T) {
 	ok.expect("connected")
 }
 
-// idleWorker is a fasthttp worker waiting for its next connection: the
-// pool keeps up to one per concurrent connection seen, for up to 10 s.
-var idleWorker = goleak.IgnoreTopFunction("github.com/valyala/fasthttp.(*workerPool).workerFunc")
-
 func (k *keyflux) numsub(channel string) int64 {
 	arr, err := k.do("PUBSUB", "NUMSUB", channel).ToArray()
 	if err != nil || len(arr) != 2 {
