@@ -325,3 +325,37 @@ func TestLogBadInput(t *testing.T) {
 		t.Fatal("a rejected request created a key")
 	}
 }
+
+// A history far larger than a client's queue is replayed at the client's
+// pace, in one connection, instead of overflowing the queue.
+func TestLogLongHistoryIsPaced(t *testing.T) {
+	k := startKeyflux(t, nil, "--queue-bytes", "4096")
+	const total = 3000
+	pad := strings.Repeat("x", 200)
+	cmds := make(rueidis.Commands, 0, total)
+	for i := 1; i <= total; i++ {
+		cmds = append(cmds, k.rc.B().Xadd().Key("big").Id("*").FieldValue().
+			FieldValue("n", strconv.Itoa(i)).FieldValue("pad", pad).Build())
+	}
+	for _, r := range k.rc.DoMulti(context.Background(), cmds...) {
+		if err := r.Error(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s := k.open("/streams/log/big?from=0")
+	s.expect("connected")
+	for i := 1; i <= total; i++ {
+		if got := data(t, s.expect("entry"))["n"]; got != strconv.Itoa(i) {
+			t.Fatalf("entry %v, want %d", got, i)
+		}
+	}
+	resp, err := plainClient.Get(k.base + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := new(strings.Builder)
+	_, _ = io_Copy(body, resp)
+	if !strings.Contains(body.String(), "keyflux_slow_consumers_total 0") {
+		t.Fatal("the replay overflowed the client's queue")
+	}
+}

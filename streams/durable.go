@@ -32,6 +32,17 @@ type Durable interface {
 	CompareIDs(a, b string) int
 }
 
+// Paced is a Receiver that can hold a sender back until it has room. A
+// replay waits on it before each event, so that catching up on a long
+// history does not overflow a slow client's queue (live frames need no
+// such wait: they come no faster than they are written).
+type Paced interface {
+	Receiver
+	// WaitRoom returns true once the receiver can take more, false when
+	// it is gone or ctx ends first.
+	WaitRoom(ctx context.Context) bool
+}
+
 // catchUp starts the replay of a Durable topic's subscriber. Called with
 // t.mu held, once the topic is ready.
 func (t *topic) catchUp(s *Subscription) {
@@ -75,7 +86,7 @@ func (t *topic) replay(ctx context.Context, s *Subscription, head string) {
 		d = t.durable
 	}
 	from, greeted := s.lastID, false
-	emit := func(ev Event) bool { return t.emit(s, ev, &greeted) }
+	emit := func(ev Event) bool { return t.emit(ctx, s, ev, &greeted) }
 	var wait backoff
 	for {
 		pos, err := d.Replay(ctx, from, head, emit)
@@ -120,7 +131,7 @@ func (t *topic) replay(ctx context.Context, s *Subscription, head string) {
 
 // emit encodes one replayed event for s alone. It runs without t.mu: live
 // frames wait in s.pending meanwhile, so order is kept.
-func (t *topic) emit(s *Subscription, ev Event, greeted *bool) bool {
+func (t *topic) emit(ctx context.Context, s *Subscription, ev Event, greeted *bool) bool {
 	m := t.hub.opts.Metrics
 	var f *Frame
 	switch ev.Kind {
@@ -144,6 +155,9 @@ func (t *topic) emit(s *Subscription, ev Event, greeted *bool) bool {
 			return true
 		}
 		m.Replayed.Inc()
+	}
+	if p, ok := s.r.(Paced); ok && !p.WaitRoom(ctx) && ctx.Err() != nil {
+		return false
 	}
 	if s.r.Send(f) {
 		return true

@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -265,5 +266,53 @@ func TestDurableLeaveDuringReplay(t *testing.T) {
 	h.Close()
 	if n := r.count(); n > 5001 {
 		t.Fatalf("%d frames", n)
+	}
+}
+
+// pacedRecorder grants room one event at a time and notes any event sent
+// without room.
+type pacedRecorder struct {
+	*recorder
+	tokens     chan struct{}
+	credit     atomic.Int32
+	violations atomic.Int32
+}
+
+func (p *pacedRecorder) WaitRoom(ctx context.Context) bool {
+	select {
+	case <-p.tokens:
+		p.credit.Add(1)
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+func (p *pacedRecorder) Send(f *Frame) bool {
+	if p.credit.Add(-1) < 0 {
+		p.violations.Add(1)
+	}
+	return p.recorder.Send(f)
+}
+
+// A replay goes at the receiver's pace: every replayed event waits for room.
+func TestDurableReplayIsPaced(t *testing.T) {
+	h := NewHub(HubOptions{Linger: time.Hour})
+	defer h.Close()
+	log := newMemLog()
+	log.append(100)
+	p := &pacedRecorder{recorder: newRecorder(), tokens: make(chan struct{})}
+	s, _ := h.Subscribe(log, p, "0")
+	defer s.Close()
+	for range 101 { // connected and 100 entries
+		select {
+		case p.tokens <- struct{}{}:
+		case <-time.After(5 * time.Second):
+			t.Fatalf("the replay stopped asking for room (%d events sent without)", p.violations.Load())
+		}
+	}
+	wantRange(t, "paced replay", entryIDs(t, p.wait(t, 101)), 1, 100)
+	if n := p.violations.Load(); n != 0 {
+		t.Fatalf("%d events sent without room", n)
 	}
 }
