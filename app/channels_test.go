@@ -177,6 +177,27 @@ func TestChannelBadInput(t *testing.T) {
 	ok.expect("connected")
 }
 
+// Redis's own keyspace channels name keys that --expose guards, and
+// keyspace streams trust them: they are neither relayed nor published to.
+func TestChannelInternalChannelsRefused(t *testing.T) {
+	k := startKeyflux(t, nil, "--expose", "public:", "--publish-token", "t")
+	all := k.open("/streams/channels?pattern=*")
+	all.expect("connected")
+	for _, path := range []string{"__keyspace@0__:secret", "__keyevent@0__:set", "__redis__:invalidate"} {
+		if status, body := k.get("/streams/channels/" + path); status != 403 {
+			t.Errorf("GET %s: %d %v", path, status, body)
+		}
+		if status, _, body := k.post("/api/channels/"+path, "t", `"del"`); status != 403 {
+			t.Errorf("POST %s: %d %v", path, status, body)
+		}
+	}
+	k.do("SET", "secret", "x") // Keyflux turned keyspace notifications on
+	k.do("PUBLISH", "news", "after")
+	if ev := all.expect("message"); ev.Data != "after" {
+		t.Fatalf("pattern * relayed %q before the ordinary message", ev.Data)
+	}
+}
+
 func (k *keyflux) numsub(channel string) int64 {
 	arr, err := k.do("PUBSUB", "NUMSUB", channel).ToArray()
 	if err != nil || len(arr) != 2 {

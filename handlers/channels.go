@@ -57,6 +57,9 @@ func (h *handler) channelQuery(c *fiber.Ctx) (streams.ChannelQuery, error) {
 	default:
 		return q, invalid("encoding must be text or base64")
 	}
+	if !q.Pattern && streams.InternalChannel(q.Name) {
+		return q, forbidden(internalChannel)
+	}
 	if q.Pattern && !h.cfg.ExposeChannels.AllowsPattern(q.Name) {
 		return q, forbidden("pattern " + strconv.Quote(q.Name) + " reaches channels outside the exposed prefixes")
 	}
@@ -65,6 +68,9 @@ func (h *handler) channelQuery(c *fiber.Ctx) (streams.ChannelQuery, error) {
 	}
 	return q, nil
 }
+
+const internalChannel = "channels __keyspace@, __keyevent@ and __redis__: are Redis's own; " +
+	"watch keys with /streams/keyspace"
 
 // pathName is the rest of the path after the route's prefix (a channel or
 // key may hold slashes), percent-decoded and checked; "" when absent.

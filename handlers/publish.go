@@ -23,6 +23,9 @@ func (h *handler) publishChannel(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
+	if streams.InternalChannel(channel) {
+		return forbidden(internalChannel)
+	}
 	if !json.Valid(body) {
 		return invalid("body is not valid JSON")
 	}

@@ -80,7 +80,9 @@ func (s *channelSpec) Open(ctx context.Context) rxgo.Observable {
 	p := newPump(s.c.buffer(), s.c.metrics().Dropped)
 	leave := s.c.Upstreams.Join(Channel{Name: s.q.Name, Pattern: s.q.Pattern}, &Listener{
 		OnMessage: func(m rueidis.PubSubMessage) {
-			p.offer(Event{Raw: []byte(m.Message)})
+			if !InternalChannel(m.Channel) { // a pattern such as "*" matches them too
+				p.offer(Event{Raw: []byte(m.Message)})
+			}
 		},
 		OnState: func(k Kind, reason string) { p.offer(Event{Kind: k, Reason: reason}) },
 	})
@@ -136,6 +138,14 @@ func payloadEventName(payload []byte) (string, bool) {
 		return "", false
 	}
 	return name, CustomEventName(name)
+}
+
+// InternalChannel reports whether a channel is one Redis publishes on
+// itself: keyspace notifications name keys, which --expose guards, and the
+// keyspace streams trust them, so they are never relayed or published to.
+func InternalChannel(name string) bool {
+	return strings.HasPrefix(name, "__keyspace@") || strings.HasPrefix(name, "__keyevent@") ||
+		strings.HasPrefix(name, "__redis__:")
 }
 
 // CustomEventName reports whether a name taken from Redis data may be used
