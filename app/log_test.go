@@ -359,3 +359,29 @@ func TestLogLongHistoryIsPaced(t *testing.T) {
 		t.Fatal("the replay overflowed the client's queue")
 	}
 }
+
+// The XREAD loop outlives a Redis restart (which, without persistence,
+// also loses the stream), and a client that comes back after it is told
+// its place in the history is gone.
+func TestLogSurvivesRedisRestart(t *testing.T) {
+	k := startKeyflux(t, nil, "--linger", "1m")
+	s := k.open("/streams/log/r")
+	s.expect("connected")
+	k.xadd("r", "n", "1")
+	seen := s.expect("entry").LastEventID
+	if err := k.redis.Restart(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	k.xadd("r", "n", "2")
+	if got := data(t, s.expect("entry"))["n"]; got != "2" {
+		t.Fatalf("after the restart got %v", got)
+	}
+	back := k.open("/streams/log/r", "Last-Event-ID", seen)
+	back.expect("connected")
+	if d := data(t, back.expect("reset")); d["reason"] != "expired-id" {
+		t.Fatalf("reset %v: %s went with the old Redis, so nothing proves the history after it whole", d, seen)
+	}
+	if got := data(t, back.expect("entry"))["n"]; got != "2" {
+		t.Fatalf("after the reset got %v", got)
+	}
+}
