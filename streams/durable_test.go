@@ -316,3 +316,40 @@ func TestDurableReplayIsPaced(t *testing.T) {
 		t.Fatalf("%d events sent without room", n)
 	}
 }
+
+// flakyLog fails its first replay halfway, as a Redis connection might.
+type flakyLog struct {
+	*memLog
+	failed atomic.Bool
+}
+
+func (f *flakyLog) Replay(ctx context.Context, lastID, head string, emit func(Event) bool) (string, error) {
+	if f.failed.Swap(true) {
+		return f.memLog.Replay(ctx, lastID, head, emit)
+	}
+	n := 0
+	pos, _ := f.memLog.Replay(ctx, lastID, head, func(ev Event) bool {
+		if n++; n > 5 {
+			return false
+		}
+		return emit(ev)
+	})
+	return pos, fmt.Errorf("connection lost")
+}
+
+// A failed replay is retried from where it got to: one "connected", no
+// entry lost or repeated.
+func TestDurableReplayRetried(t *testing.T) {
+	h := NewHub(HubOptions{Linger: time.Hour})
+	defer h.Close()
+	log := &flakyLog{memLog: newMemLog()}
+	log.append(20)
+	r := newRecorder()
+	s, _ := h.Subscribe(log, r, "0")
+	defer s.Close()
+	wantRange(t, "retried replay", entryIDs(t, r.wait(t, 21)), 1, 20)
+	log.append(1)
+	if f := r.wait(t, 22)[21]; f.ID != "21" {
+		t.Fatalf("live after a retried replay: %q", f.Bytes)
+	}
+}
