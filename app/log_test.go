@@ -39,25 +39,25 @@ func (k *keyflux) blockedClients() int {
 
 func TestLogTail(t *testing.T) {
 	k := startKeyflux(t, nil)
-	old := k.xadd("orders", "n", "0")
-	s := k.open("/streams/log/orders")
+	old := k.xadd("Orders/EU", "n", "0")
+	s := k.open("/streams/log/Orders%2FEU")
 	c := s.expect("connected")
-	if d := data(t, c); d["stream"] != "log" || d["key"] != "orders" {
+	if d := data(t, c); d["stream"] != "log" || d["key"] != "Orders/EU" {
 		t.Fatalf("connected %v", d)
 	}
 	if c.LastEventID != old {
 		t.Fatalf("connected id %q, want the newest entry %q (new entries only)", c.LastEventID, old)
 	}
-	id := k.xadd("orders", "z", "1", "a", "line\nbreak \"quoted\" é")
+	id := k.xadd("Orders/EU", "z", "1", "a", "line\nbreak \"quoted\" é")
 	ev := s.expect("entry")
 	if ev.LastEventID != id || ev.Data != `{"z":"1","a":"line\nbreak \"quoted\" é"}` {
 		t.Fatalf("entry id %q data %s, want id %s and the fields in order", ev.LastEventID, ev.Data, id)
 	}
-	k.xadd("orders", "event", "order-paid", "order", "42")
+	k.xadd("Orders/EU", "event", "order-paid", "order", "42")
 	if d := data(t, s.expect("order-paid")); d["order"] != "42" || d["event"] != "order-paid" {
 		t.Fatalf("named entry %v", d)
 	}
-	k.xadd("orders", "event", "connected")
+	k.xadd("Orders/EU", "event", "connected")
 	s.expect("entry") // Keyflux's own names cannot be spoofed
 }
 
