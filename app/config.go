@@ -26,6 +26,9 @@ type Config struct {
 	QueueBytes     int
 	WriteTimeout   time.Duration
 	Expose         handlers.Expose
+	ExposeChannels handlers.Expose
+	PublishToken   string
+	PublishMax     int
 	AllowOrigin    string
 	LogLevel       slog.Level
 	LogFormat      string
@@ -46,6 +49,9 @@ func parseConfig(args []string, stderr io.Writer) (Config, error) {
 	fs.IntVar(&c.QueueBytes, "queue-bytes", 1<<20, "bytes a client may fall behind before it is disconnected")
 	fs.DurationVar(&c.WriteTimeout, "write-timeout", 10*time.Second, "how long a client's socket may accept nothing before it is dropped")
 	expose := fs.String("expose", "", "comma-separated key prefixes clients may watch; empty exposes every key")
+	exposeChannels := fs.String("expose-channels", "", "comma-separated pub/sub channel prefixes clients may relay and publish to; empty exposes every channel")
+	fs.StringVar(&c.PublishToken, "publish-token", "", "Bearer token that enables POST /api/channels/<channel> and /api/log/<stream-key>; empty disables publishing")
+	fs.IntVar(&c.PublishMax, "publish-max-bytes", 64<<10, "largest body POST /api/channels and /api/log accept (larger: 413)")
 	fs.StringVar(&c.AllowOrigin, "allow-origin", "", "Access-Control-Allow-Origin for streams and the API (empty: same origin only)")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&c.LogFormat, "log-format", "text", "text or json")
@@ -68,7 +74,11 @@ func parseConfig(args []string, stderr io.Writer) (Config, error) {
 	if c.ReplaySize < 1 || c.QueueBytes < 1024 {
 		return c, fmt.Errorf("replay-size must be at least 1 and queue-bytes at least 1024")
 	}
+	if c.PublishMax < 1 || c.PublishMax > 4<<20 {
+		return c, fmt.Errorf("publish-max-bytes must be from 1 to 4194304 (the HTTP body limit)")
+	}
 	c.Expose = handlers.ParseExpose(*expose)
+	c.ExposeChannels = handlers.ParseExpose(*exposeChannels)
 	return c, nil
 }
 

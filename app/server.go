@@ -23,6 +23,7 @@ type server struct {
 	redis *redisConn
 	hub   *streams.Hub
 	sink  *handlers.Sink
+	logs  *streams.Logs
 	app   *fiber.App
 	ln    net.Listener
 }
@@ -41,6 +42,9 @@ func newServer(ctx context.Context, cfg Config, log *slog.Logger) (*server, erro
 	}
 	if len(cfg.Expose) == 0 {
 		log.Warn("every key is exposed to stream clients; limit them with --expose prefix1,prefix2")
+	}
+	if len(cfg.ExposeChannels) == 0 {
+		log.Warn("every pub/sub channel is exposed to stream clients; limit them with --expose-channels prefix1,prefix2")
 	}
 
 	reg := prometheus.NewRegistry()
@@ -66,15 +70,23 @@ func newServer(ctx context.Context, cfg Config, log *slog.Logger) (*server, erro
 	// Streams are taken over from fasthttp once validated; the sink closes them.
 	app.Server().KeepHijackedConns = true
 	app.Use(recover.New())
+	// One Upstreams for every pub/sub source: one SUBSCRIBE per channel.
+	upstreams := &streams.Upstreams{Client: rc.client, Logger: log, Metrics: hubMetrics}
+	logs := &streams.Logs{Client: rc.client, Logger: log}
 	handlers.Register(app, handlers.Config{
-		Hub:       hub,
-		Keyspace:  &streams.Keyspace{Upstreams: &streams.Upstreams{Client: rc.client, Logger: log, Metrics: hubMetrics}, Notify: notify, Metrics: hubMetrics},
-		Sink:      sink,
-		Expose:    cfg.Expose,
-		DefaultDB: rc.db,
-		Ready:     rc.ping,
-		Metrics:   promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}),
-		Public:    public.Files,
+		Hub:             hub,
+		Keyspace:        &streams.Keyspace{Upstreams: upstreams, Notify: notify, Metrics: hubMetrics},
+		Channels:        &streams.Channels{Upstreams: upstreams, Metrics: hubMetrics},
+		Logs:            logs,
+		Sink:            sink,
+		Expose:          cfg.Expose,
+		ExposeChannels:  cfg.ExposeChannels,
+		PublishToken:    cfg.PublishToken,
+		PublishMaxBytes: cfg.PublishMax,
+		DefaultDB:       rc.db,
+		Ready:           rc.ping,
+		Metrics:         promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}),
+		Public:          public.Files,
 	})
 
 	ln, err := net.Listen("tcp", cfg.Listen)
@@ -83,7 +95,7 @@ func newServer(ctx context.Context, cfg Config, log *slog.Logger) (*server, erro
 		rc.close()
 		return nil, err
 	}
-	return &server{log: log, redis: rc, hub: hub, sink: sink, app: app, ln: ln}, nil
+	return &server{log: log, redis: rc, hub: hub, sink: sink, logs: logs, app: app, ln: ln}, nil
 }
 
 // checkKeyspace applies (auto) or verifies (none) notify-keyspace-events.

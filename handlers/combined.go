@@ -1,6 +1,7 @@
 package handlers
 
 import (
+	"context"
 	"net/url"
 	"regexp"
 	"strconv"
@@ -17,10 +18,13 @@ const maxSubs = 32
 var subName = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
 
 // sources are what a combined stream's subscriptions may name, by the
-// path of their own endpoint below /streams/.
+// path of their own endpoint below /streams/. Log streams are not among
+// them: their ids are Redis entry ids, which one Last-Event-ID for the
+// whole connection could not carry next to the others.
 func (h *handler) sources() map[string]source {
 	return map[string]source{
 		"keyspace": keyspace,
+		"channels": channels,
 	}
 }
 
@@ -49,7 +53,7 @@ func (h *handler) combined(c *fiber.Ctx) error {
 	specs := make([]streams.Spec, 0, len(subs))
 	seen := map[string]bool{}
 	for _, sub := range subs {
-		spec, name, err := h.sub(sub)
+		spec, name, err := h.sub(c.UserContext(), sub)
 		if err != nil {
 			return err
 		}
@@ -63,7 +67,7 @@ func (h *handler) combined(c *fiber.Ctx) error {
 }
 
 // sub parses one "<name>:<source>[/<name>][?<query>]".
-func (h *handler) sub(s string) (streams.Spec, string, error) {
+func (h *handler) sub(ctx context.Context, s string) (streams.Spec, string, error) {
 	name, rest, ok := strings.Cut(s, ":")
 	if !ok || !subName.MatchString(name) {
 		return nil, "", invalid("sub " + strconv.Quote(s) + ": want <name>:<stream>?<query>, the name of letters, digits, _ and -")
@@ -83,10 +87,7 @@ func (h *handler) sub(s string) (streams.Spec, string, error) {
 			return nil, "", invalid("sub " + strconv.Quote(name) + ": " + common + " applies to the whole stream")
 		}
 	}
-	if arg, err = url.PathUnescape(arg); err != nil {
-		return nil, "", invalid("sub " + strconv.Quote(name) + ": " + err.Error())
-	}
-	spec, err := h.spec(parse, arg, q)
+	spec, err := h.spec(ctx, parse, arg, q)
 	if err != nil {
 		if br, ok := err.(*badRequest); ok {
 			br.msg = "sub " + strconv.Quote(name) + ": " + br.msg

@@ -20,9 +20,18 @@ import (
 type Config struct {
 	Hub      *streams.Hub
 	Keyspace *streams.Keyspace
+	Channels *streams.Channels
+	Logs     *streams.Logs
 	Sink     *Sink
-	// Expose limits which keys clients may watch.
+	// Expose limits which keys (stream keys too) clients may watch.
 	Expose Expose
+	// ExposeChannels limits which pub/sub channels clients may relay.
+	ExposeChannels Expose
+	// PublishToken enables POST /api/channels and /api/log for callers
+	// that send it as a Bearer token; empty disables them.
+	PublishToken string
+	// PublishMaxBytes bounds a published body.
+	PublishMaxBytes int
 	// DefaultDB is the database of the Redis URL.
 	DefaultDB int
 	// Ready reports whether Redis answers.
@@ -35,6 +44,9 @@ type Config struct {
 
 // Register mounts every route on app.
 func Register(app *fiber.App, cfg Config) {
+	if cfg.PublishMaxBytes <= 0 {
+		cfg.PublishMaxBytes = 64 << 10
+	}
 	h := &handler{cfg: cfg}
 	app.Get("/healthz", h.healthz)
 	app.Get("/readyz", h.readyz)
@@ -43,6 +55,11 @@ func Register(app *fiber.App, cfg Config) {
 	}
 	app.Get("/streams", h.combined)
 	app.Get("/streams/keyspace", h.serve(keyspace))
+	app.Get("/streams/channels", h.serve(channels))
+	app.Get("/streams/channels/*", h.serve(channels))
+	app.Get("/streams/log/*", h.serve(log))
+	app.Post("/api/channels/*", h.publishChannel)
+	app.Post("/api/log/*", h.publishLog)
 	if cfg.Public != nil {
 		app.Use("/", filesystem.New(filesystem.Config{Root: http.FS(cfg.Public), MaxAge: 60}))
 	}

@@ -1,6 +1,7 @@
 package handlers
 
 import (
+	"context"
 	"net/url"
 	"regexp"
 	"slices"
@@ -20,7 +21,7 @@ var eventName = regexp.MustCompile(`^[a-z][a-z0-9_-]{0,63}$`)
 // keyspace is the source of GET /streams/keyspace?pattern=&events=&db=. It
 // validates and normalises the query, so equal streams share one topic
 // whatever the parameter order or duplicates.
-func keyspace(h *handler, _ string, params url.Values) (streams.Spec, error) {
+func keyspace(_ context.Context, h *handler, _ string, params url.Values) (streams.Spec, error) {
 	if err := only(params, "pattern", "events", "db"); err != nil {
 		return nil, err
 	}

@@ -1,6 +1,7 @@
 package handlers
 
 import (
+	"context"
 	"net/url"
 	"testing"
 
@@ -41,14 +42,14 @@ func FuzzStreamQuery(f *testing.F) {
 		if err != nil {
 			return
 		}
-		spec, err := h.spec(keyspace, "", q)
+		spec, err := h.spec(context.Background(), keyspace, "", q)
 		if err != nil {
 			if _, ok := err.(*badRequest); !ok {
 				t.Fatalf("%q: error %T %v is not a client error", raw, err, err)
 			}
 			return
 		}
-		again, err := h.spec(keyspace, "", q)
+		again, err := h.spec(context.Background(), keyspace, "", q)
 		if err != nil || again.Key() != spec.Key() {
 			t.Fatalf("%q: parsed twice to %q and %q (%v)", raw, spec.Key(), again.Key(), err)
 		}

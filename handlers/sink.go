@@ -1,6 +1,7 @@
 package handlers
 
 import (
+	"context"
 	"log/slog"
 	"net"
 	"strconv"
@@ -181,6 +182,7 @@ type client struct {
 	overflow bool
 	closed   bool
 	subs     []*streams.Subscription
+	room     chan struct{} // closed when the queue is taken for writing or the client closes
 }
 
 // Send implements streams.Receiver. It runs under the hub's topic lock, so
@@ -213,6 +215,40 @@ func (c *client) Send(f *streams.Frame) bool {
 	return ok
 }
 
+// WaitRoom implements streams.Paced: it waits until at most half the queue
+// limit is queued, so a history replay advances at the client's pace.
+func (c *client) WaitRoom(ctx context.Context) bool {
+	for {
+		c.mu.Lock()
+		if c.closed || c.overflow {
+			c.mu.Unlock()
+			return false
+		}
+		if c.queued <= c.sink.opts.QueueBytes/2 {
+			c.mu.Unlock()
+			return true
+		}
+		if c.room == nil {
+			c.room = make(chan struct{})
+		}
+		room := c.room
+		c.mu.Unlock()
+		select {
+		case <-room:
+		case <-ctx.Done():
+			return false
+		}
+	}
+}
+
+// signalRoom wakes WaitRoom. Called with c.mu held.
+func (c *client) signalRoom() {
+	if c.room != nil {
+		close(c.room)
+		c.room = nil
+	}
+}
+
 // flush writes queued frames until the queue is empty, with one writev per
 // batch of shared frames.
 func (c *client) flush() {
@@ -221,6 +257,7 @@ func (c *client) flush() {
 		c.mu.Lock()
 		q, overflow, closed := c.queue, c.overflow, c.closed
 		c.queue, c.queued = nil, 0
+		c.signalRoom()
 		if closed || (!overflow && len(q) == 0) {
 			c.flushing = false
 			c.mu.Unlock()
@@ -279,6 +316,7 @@ func (c *client) close(reason string) {
 	}
 	c.closed = true
 	c.queue, c.queued = nil, 0
+	c.signalRoom()
 	subs := c.subs
 	c.subs = nil
 	hangup := c.hangup

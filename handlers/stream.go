@@ -1,6 +1,7 @@
 package handlers
 
 import (
+	"context"
 	"net"
 	"net/url"
 	"strings"
@@ -15,7 +16,7 @@ const maxIDLength = 128
 // source turns a stream request into a spec: name is what the path names
 // after the source (a channel, a stream key; "" when nothing), q the query.
 // Every stream endpoint and every sub= of a combined stream goes through one.
-type source func(h *handler, name string, q url.Values) (streams.Spec, error)
+type source func(ctx context.Context, h *handler, name string, q url.Values) (streams.Spec, error)
 
 // serve is the handler of one stream endpoint.
 func (h *handler) serve(src source) fiber.Handler {
@@ -24,7 +25,7 @@ func (h *handler) serve(src source) fiber.Handler {
 		if err != nil {
 			return err
 		}
-		spec, err := h.spec(src, strings.Clone(c.Params("*")), q)
+		spec, err := h.spec(c.UserContext(), src, strings.Clone(c.Params("*")), q)
 		if err != nil {
 			return err
 		}
@@ -33,8 +34,8 @@ func (h *handler) serve(src source) fiber.Handler {
 }
 
 // spec is src's spec followed by the request's operators.
-func (h *handler) spec(src source, name string, q url.Values) (streams.Spec, error) {
-	spec, err := src(h, name, q)
+func (h *handler) spec(ctx context.Context, src source, name string, q url.Values) (streams.Spec, error) {
+	spec, err := src(ctx, h, name, q)
 	if err != nil {
 		return nil, err
 	}

@@ -24,6 +24,12 @@ const (
 // it and encodes it once for all subscribers.
 type Event struct {
 	Kind Kind
+	// ID is the source's own id of the event, used verbatim as the SSE id
+	// by Durable streams (a Redis Stream entry id). Other streams leave it
+	// empty: the hub numbers their events. On a Ready event of a Durable
+	// stream it is the position the stream (or a subscriber's replay)
+	// starts after; on a Gap during a replay, the first id still available.
+	ID string
 	// Name is the SSE event name ("set", "del", "message", ...).
 	Name string
 	// Data is encoded as JSON, unless Raw is set.

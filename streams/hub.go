@@ -66,6 +66,14 @@ type Subscription struct {
 	lastID string
 	idx    int  // position in t.subs, -1 once removed
 	greet  bool // still owed its "connected" event
+
+	// Subscribers of a Durable topic (see durable.go).
+	spec     Spec               // its own spec: a Durable one replays with its own parameters
+	catching bool               // replaying history; live frames wait in pending
+	pending  []*Frame           // live frames that arrived while catching up
+	overrun  bool               // pending overflowed: replay again up to the new head
+	after    string             // live frames up to this id were delivered already
+	stop     context.CancelFunc // ends the replay
 }
 
 // Subscribe joins r to the topic of spec, starting the topic if it is new.
@@ -108,7 +116,7 @@ func (h *Hub) SubscribeAll(specs []Spec, r Receiver, lastID string) ([]*Subscrip
 			t.linger.Stop()
 			t.linger = nil
 		}
-		subs[i] = &Subscription{t: t, r: r, lastID: lastID, idx: len(t.subs), greet: true}
+		subs[i] = &Subscription{t: t, r: r, lastID: lastID, idx: len(t.subs), greet: true, spec: specs[i]}
 		t.subs = append(t.subs, subs[i])
 		if t.ready {
 			welcomes = append(welcomes, subs[i])
@@ -165,13 +173,16 @@ func (h *Hub) Close() {
 func (h *Hub) start(spec Spec) *topic {
 	seq, _ := h.ids.next()
 	ctx, cancel := context.WithCancel(context.Background())
+	durable, _ := spec.(Durable)
 	t := &topic{
-		hub:    h,
-		key:    spec.Key(),
-		spec:   spec,
-		cancel: cancel,
-		ring:   newRing(h.opts.ReplaySize, seq),
-		events: h.opts.Metrics.EventsIn.WithLabelValues(spec.Source()),
+		hub:     h,
+		key:     spec.Key(),
+		spec:    spec,
+		durable: durable,
+		ctx:     ctx,
+		cancel:  cancel,
+		ring:    newRing(h.opts.ReplaySize, seq),
+		events:  h.opts.Metrics.EventsIn.WithLabelValues(spec.Source()),
 	}
 	h.topics[t.key] = t
 	h.opts.Metrics.Topics.Inc()

@@ -2,6 +2,7 @@ package streams
 
 import (
 	"cmp"
+	"context"
 	"errors"
 	"slices"
 	"sync"
@@ -17,17 +18,20 @@ var ErrClosed = errors.New("streams: hub closed")
 // topic is one live stream: one upstream pipeline, its replay ring and the
 // subscribers it fans out to.
 type topic struct {
-	hub    *Hub
-	key    string
-	spec   Spec
-	cancel func()
-	events prometheus.Counter
+	hub     *Hub
+	key     string
+	spec    Spec
+	durable Durable // spec, when its events carry their own ids
+	ctx     context.Context
+	cancel  func()
+	events  prometheus.Counter
 
 	mu     sync.Mutex
 	subs   []*Subscription
 	ring   *ring
 	ready  bool
 	linger *time.Timer
+	head   string // Durable topics: the newest id published
 }
 
 // run drains the pipeline until the upstream is released.
@@ -46,7 +50,7 @@ func (t *topic) run(obs rxgo.Observable) {
 		}
 		switch ev.Kind {
 		case Ready:
-			t.markReady()
+			t.markReady(ev.ID)
 		case Gap:
 			t.hub.opts.Metrics.Resets.WithLabelValues(ResetGap).Inc()
 			t.publish(Event{Name: "reset", Data: resetData(ResetGap, ev.Reason)})
@@ -58,12 +62,17 @@ func (t *topic) run(obs rxgo.Observable) {
 }
 
 // publish numbers and encodes ev once, keeps it for replay and hands the
-// same frame to every subscriber.
+// same frame to every subscriber. Events of a Durable topic keep their own
+// ids and need no ring: their history is the source's.
 func (t *topic) publish(ev Event) {
 	h := t.hub
 	h.order.Lock()
 	defer h.order.Unlock()
-	seq, id := h.ids.next()
+	var seq uint64
+	id := ev.ID
+	if t.durable == nil {
+		seq, id = h.ids.next()
+	}
 	f, err := EncodeFrame(id, ev.Name, ev.Data, ev.Raw)
 	if err != nil {
 		h.opts.Logger.Warn("event not encodable", "stream", t.key, "err", err)
@@ -71,11 +80,19 @@ func (t *topic) publish(ev Event) {
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	t.ring.push(seq, f)
+	if t.durable == nil {
+		t.ring.push(seq, f)
+	} else if id != "" {
+		t.head = id
+	}
 	sent := 0
 	for i := 0; i < len(t.subs); {
 		s := t.subs[i]
 		if s.greet { // joined before the upstream was live: nothing to send yet
+			i++
+			continue
+		}
+		if t.durable != nil && t.hold(s, f) {
 			i++
 			continue
 		}
@@ -90,7 +107,8 @@ func (t *topic) publish(ev Event) {
 }
 
 // markReady welcomes those who joined while the upstream was starting.
-func (t *topic) markReady() {
+// head is where a Durable upstream starts reading.
+func (t *topic) markReady(head string) {
 	h := t.hub
 	h.order.Lock()
 	defer h.order.Unlock()
@@ -100,6 +118,9 @@ func (t *topic) markReady() {
 		return
 	}
 	t.ready = true
+	if t.durable != nil {
+		t.head = head
+	}
 	var waiting []*Subscription
 	for _, s := range t.subs {
 		if s.greet {
@@ -112,9 +133,17 @@ func (t *topic) markReady() {
 }
 
 // welcome sends subscriptions of ONE receiver their "connected" events, then
-// what they missed in id order (or a "reset"). It is called with h.order and
+// what they missed in id order (or a "reset"). Durable topics' subscribers
+// catch up from the source's history instead. It is called with h.order and
 // the lock of every topic involved held.
 func (h *Hub) welcome(subs []*Subscription) {
+	subs = slices.DeleteFunc(subs, func(s *Subscription) bool {
+		if s.t.durable != nil {
+			s.t.catchUp(s)
+			return true
+		}
+		return false
+	})
 	if len(subs) == 0 {
 		return
 	}
@@ -189,6 +218,9 @@ func (t *topic) remove(s *Subscription) {
 	t.subs[last] = nil
 	t.subs = t.subs[:last]
 	s.idx = -1
+	if s.stop != nil {
+		s.stop() // ends a replay in progress
+	}
 	if len(t.subs) == 0 && t.linger == nil {
 		t.linger = time.AfterFunc(t.hub.opts.Linger, t.expire)
 	}

@@ -1,0 +1,91 @@
+package handlers
+
+import (
+	"context"
+	"net/url"
+	"strconv"
+
+	"github.com/keyflux/keyflux/streams"
+)
+
+const maxNameLength = 1024
+
+// channels is the source of GET /streams/channels/<channel> and
+// GET /streams/channels?pattern=<glob>.
+func channels(_ context.Context, h *handler, path string, params url.Values) (streams.Spec, error) {
+	if err := only(params, "pattern", "encoding"); err != nil {
+		return nil, err
+	}
+	var q streams.ChannelQuery
+	name, err := pathName(path, "channel")
+	if err != nil {
+		return nil, err
+	}
+	pattern, err := one(params, "pattern")
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case name != "" && params.Has("pattern"):
+		return nil, invalid("give a channel in the path or a pattern, not both")
+	case params.Has("pattern"):
+		if pattern == "" {
+			return nil, invalid("pattern is empty")
+		}
+		if err := checkName("pattern", pattern); err != nil {
+			return nil, err
+		}
+		q.Name, q.Pattern = pattern, true
+	case name != "":
+		q.Name = name
+	default:
+		return nil, invalid("give a channel (/streams/channels/<channel>) or ?pattern=<glob>")
+	}
+	enc, err := one(params, "encoding")
+	if err != nil {
+		return nil, err
+	}
+	switch enc {
+	case "", "text":
+	case "base64":
+		q.Base64 = true
+	default:
+		return nil, invalid("encoding must be text or base64")
+	}
+	if !q.Pattern && streams.InternalChannel(q.Name) {
+		return nil, forbidden(internalChannel)
+	}
+	if q.Pattern && !h.cfg.ExposeChannels.AllowsPattern(q.Name) {
+		return nil, forbidden("pattern " + strconv.Quote(q.Name) + " reaches channels outside the exposed prefixes")
+	}
+	if !q.Pattern && !h.cfg.ExposeChannels.AllowsKey(q.Name) {
+		return nil, forbidden("channel " + strconv.Quote(q.Name) + " is outside the exposed prefixes")
+	}
+	return h.cfg.Channels.Stream(q), nil
+}
+
+const internalChannel = "channels __keyspace@, __keyevent@ and __redis__: are Redis's own; " +
+	"watch keys with /streams/keyspace"
+
+// pathName is the rest of the path after the route's prefix (a channel or
+// key may hold slashes), percent-decoded and checked; "" when absent.
+func pathName(raw, what string) (string, error) {
+	if raw == "" {
+		return "", nil
+	}
+	name, err := url.PathUnescape(raw)
+	if err != nil {
+		return "", invalid(what + " is not correctly percent-encoded")
+	}
+	if err := checkName(what, name); err != nil {
+		return "", err
+	}
+	return name, nil
+}
+
+func checkName(what, name string) error {
+	if len(name) > maxNameLength {
+		return invalid(what + " is longer than " + strconv.Itoa(maxNameLength) + " bytes")
+	}
+	return plainText(what, name)
+}
