@@ -123,3 +123,19 @@ func TestCombinedStreamBadInput(t *testing.T) {
 		t.Fatal("a rejected request left a subscription behind")
 	}
 }
+
+func TestCombinedStreamWithChannel(t *testing.T) {
+	k := startKeyflux(t, keyspaceFlags)
+	s := k.open(combinedPath("news:channels/news", "keys:keyspace?pattern=k:*"))
+	s.expect("connected")
+	s.expect("connected")
+	k.do("PUBLISH", "news", "line 1\nline 2")
+	ev := s.expect("message")
+	if d := data(t, ev); d["sub"] != "news" || d["data"] != "line 1\nline 2" {
+		t.Fatalf("channel event in a combined stream: %s", ev.Data)
+	}
+	status, body := k.get(combinedPath("audit:log/audit"))
+	if status != 400 || !strings.Contains(body["error"].(string), "unknown stream") {
+		t.Fatalf("a log sub: %d %v", status, body)
+	}
+}
