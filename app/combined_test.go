@@ -135,7 +135,7 @@ func TestCombinedStreamWithChannel(t *testing.T) {
 		t.Fatalf("channel event in a combined stream: %s", ev.Data)
 	}
 	status, body := k.get(combinedPath("audit:log/audit"))
-	if status != 400 || !strings.Contains(body["error"].(string), "unknown stream") {
+	if status != 400 || !strings.Contains(body["error"].(string), "cannot be combined") {
 		t.Fatalf("a log sub: %d %v", status, body)
 	}
 }

@@ -75,6 +75,9 @@ func (h *handler) sub(ctx context.Context, s string) (streams.Spec, string, erro
 	path, rawQuery, _ := strings.Cut(rest, "?")
 	src, arg, _ := strings.Cut(path, "/")
 	parse, ok := h.sources()[src]
+	if src == "log" {
+		return nil, "", invalid("sub " + strconv.Quote(name) + ": log streams resume by Redis entry id and cannot be combined; open them on their own")
+	}
 	if !ok {
 		return nil, "", invalid("sub " + strconv.Quote(name) + ": unknown stream " + strconv.Quote(src))
 	}

@@ -39,10 +39,12 @@ type config struct {
 	PID    int
 
 	// fanout
-	Redis  string
-	Events int
-	EPS    float64
-	Drain  time.Duration
+	Redis   string
+	Events  int
+	EPS     float64
+	Drain   time.Duration
+	Stalled int // extra streams that stop reading after "connected"
+	KeySize int // bytes per key written, 0 = unpadded
 
 	target target
 }
@@ -76,6 +78,7 @@ itself: a fixed number of streams and events, within -timeout.
 Usage:
   sseload -mode idle   [-clients N] [-rate R] [-pid PID] [-hold D] [-settle D] [-url URL]
   sseload -mode fanout -redis HOST:PORT [-clients N] [-events E] [-eps R] [-url URL]
+                       [-stalled S] [-keysize B]
 
 Modes:
   idle    Read the server's VmRSS from /proc/PID/status (needs -pid), open
@@ -91,10 +94,18 @@ Modes:
           the pattern of -url without its final '*') in the Redis at -redis at
           -eps per second, time every delivery at every client from just
           before its SET, and print received, lost and latency p50/p99/max.
+          With -stalled S it first opens S more streams that read up to
+          "connected" and then never again (a frozen tab: the connection
+          stays up, the window stays shut). After the run it drains each and
+          reports whether the server cut it off (EOF or reset, or its final
+          ": slow consumer" comment), with keyflux_slow_consumers_total. The
+          stalled streams' frames must outgrow the socket buffers (a few MB
+          on loopback) plus the server's --queue-bytes within the run: make
+          the frames bigger with -keysize (e.g. 200) if they do not.
 
 Exit status: 0 the measurement completed cleanly; 1 it ran but a stream
-failed to connect or dropped, events were lost, a reading failed, or it was
-interrupted or timed out; 2 bad flags.
+failed to connect or dropped, events were lost, a stalled stream was not
+cut off, a reading failed, or it was interrupted or timed out; 2 bad flags.
 
 Flags:
 `
@@ -105,6 +116,8 @@ Examples (server started with 'ulimit -n 20000; keyflux --listen 127.0.0.1:18080
     -url 'http://127.0.0.1:18080/streams/keyspace?pattern=load:*'
   sseload -mode fanout -clients 100 -events 10000 -eps 1000 -redis 127.0.0.1:6379 \
     -url 'http://127.0.0.1:18080/streams/keyspace?pattern=load:*&events=set'
+  sseload -mode fanout -clients 100 -events 20000 -eps 1000 -stalled 1 -keysize 200 \
+    -redis 127.0.0.1:6379 -url 'http://127.0.0.1:18080/streams/keyspace?pattern=load:*&events=set'
 `
 
 // parseConfig reads and checks the flags. It returns flag.ErrHelp for -h.
@@ -130,6 +143,8 @@ func parseConfig(args []string, stderr io.Writer) (config, error) {
 	fs.IntVar(&c.Events, "events", 10_000, "fanout: keys to SET (at most "+strconv.Itoa(maxEvents)+")")
 	fs.Float64Var(&c.EPS, "eps", 1000, "fanout: SETs per second")
 	fs.DurationVar(&c.Drain, "drain", 5*time.Second, "fanout: after the last SET, how long to wait without progress for deliveries")
+	fs.IntVar(&c.Stalled, "stalled", 0, "fanout: extra streams, opened first, that stop reading after \"connected\"; the server must cut each off")
+	fs.IntVar(&c.KeySize, "keysize", 0, "fanout: pad every key to this many bytes (seq zero-padded; at most "+strconv.Itoa(maxKeySize)+"), for bigger frames; 0 = no padding")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -174,12 +189,24 @@ func (c *config) check() error {
 		return errors.New("-eps must be positive")
 	case c.Drain <= 0:
 		return errors.New("-drain must be positive")
+	case c.Stalled < 0 || c.Clients+c.Stalled > maxClients:
+		return fmt.Errorf("-stalled %d: want 0 to %d (-clients and -stalled together at most %d)", c.Stalled, maxClients-c.Clients, maxClients)
 	}
 	if err := checkLoopback("-redis", c.Redis); err != nil {
 		return err
 	}
-	return checkFanoutQuery(c.target)
+	if err := checkFanoutQuery(c.target); err != nil {
+		return err
+	}
+	prefix, _ := c.target.keyPrefix()
+	if least := minKeySize(prefix, c.Events); c.KeySize != 0 && (c.KeySize < least || c.KeySize > maxKeySize) {
+		return fmt.Errorf("-keysize %d: want 0 (no padding) or %d to %d for prefix %q and %d events", c.KeySize, least, maxKeySize, prefix, c.Events)
+	}
+	return nil
 }
+
+// streams is how many sockets the run holds open to the server.
+func (c *config) streams() int { return c.Clients + c.Stalled }
 
 // parseTarget takes -url apart. Only plain HTTP to a loopback address is
 // accepted: this tool must never be pointed at someone else's server.

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"strconv"
-	"strings"
 	"sync/atomic"
 	"time"
 
@@ -21,10 +20,11 @@ const keyTTL = 10 * time.Minute
 // fanout is one fanout run's shared state. A keyspace notification carries
 // the key but not its value, so the send time of every write is kept by
 // sequence number and the sequence number is the last part of the key
-// (<prefix><seq>): a client turns the key it receives back into the time
-// its SET was sent. Times are offsets from base on the monotonic clock.
+// (<prefix><seq>, see keyNames): a client turns the key it receives back
+// into the time its SET was sent. Times are offsets from base on the
+// monotonic clock.
 type fanout struct {
-	prefix   string
+	keys     keyNames
 	base     time.Time
 	sentAt   []atomic.Int64 // per seq: offset from base in ns, plus 1; 0 = not sent
 	received []atomic.Int64 // per client: events of this run delivered
@@ -54,7 +54,7 @@ func (f *fanout) handler(i int) func(sse.Event) {
 			f.badData.Add(1)
 			return
 		}
-		seq, ok := f.seq(data.Key)
+		seq, ok := f.keys.seq(data.Key, len(f.sentAt))
 		if !ok {
 			f.foreign.Add(1)
 			return
@@ -70,23 +70,10 @@ func (f *fanout) handler(i int) func(sse.Event) {
 	}
 }
 
-func (f *fanout) key(seq int) string { return f.prefix + strconv.Itoa(seq) }
-
-// seq is the inverse of key.
-func (f *fanout) seq(key string) (int, bool) {
-	s, ok := strings.CutPrefix(key, f.prefix)
-	if !ok {
-		return 0, false
-	}
-	n, err := strconv.Atoi(s)
-	if err != nil || n < 0 || n >= len(f.sentAt) {
-		return 0, false
-	}
-	return n, true
-}
-
-// runFanout opens the clients, writes the keys at the set rate, waits for
-// deliveries to stop and reports how many arrived and how fast.
+// runFanout opens the stalled streams (-stalled) and the clients, writes
+// the keys at the set rate, waits for deliveries to stop and reports how
+// many arrived and how fast, then whether the server cut the stalled
+// streams off.
 func runFanout(ctx context.Context, cfg config, out, log io.Writer) error {
 	t := cfg.target
 	prefix, _ := t.keyPrefix() // checked with the flags
@@ -106,16 +93,27 @@ func runFanout(ctx context.Context, cfg config, out, log io.Writer) error {
 	}
 
 	f := &fanout{
-		prefix:   prefix,
+		keys:     newKeyNames(prefix, cfg.KeySize),
 		base:     time.Now(),
 		sentAt:   make([]atomic.Int64, cfg.Events),
 		received: make([]atomic.Int64, cfg.Clients),
 	}
+	failed := false
+	stuck, stuckErrs := openStalledAll(ctx, cfg, cfg.Stalled, log)
+	defer func() {
+		for _, s := range stuck {
+			s.close()
+		}
+	}()
+	if len(stuckErrs) > 0 {
+		failed = true
+		fmt.Fprintf(out, "%d stalled streams failed to open:%s\n", len(stuckErrs), errorSummary(stuckErrs))
+	}
+
 	fmt.Fprintf(log, "opening %d streams to http://%s%s at %g/s\n", cfg.Clients, t.host, t.requestURI, cfg.Rate)
 	r := openAll(ctx, cfg, f.handler, log)
 	defer func() { closeAll(r.streams) }()
 	n := len(r.streams)
-	failed := false
 	fmt.Fprintf(out, "mode fanout: %d of %d streams connected in %.1fs\n", n, cfg.Clients, r.took.Seconds())
 	if len(r.errs) > 0 {
 		failed = true
@@ -125,7 +123,7 @@ func runFanout(ctx context.Context, cfg config, out, log io.Writer) error {
 		return interrupted(ctx, out)
 	}
 
-	fmt.Fprintf(log, "writing %d keys %s0.. to %s at %g/s\n", cfg.Events, prefix, cfg.Redis, cfg.EPS)
+	fmt.Fprintf(log, "writing %d keys %s<seq> (%d bytes each) to %s at %g/s\n", cfg.Events, prefix, len(f.keys.key(cfg.Events-1)), cfg.Redis, cfg.EPS)
 	writeStart := time.Now()
 	sent, writeErrs, sendTook := f.write(ctx, rdb, cfg, n, log)
 	expected := int64(n) * int64(sent)
@@ -165,6 +163,9 @@ func runFanout(ctx context.Context, cfg config, out, log io.Writer) error {
 			cpu, busy.Seconds(), 100*cpu/busy.Seconds(), after[metricFramesOut]-before[metricFramesOut],
 			after[metricSlow]-before[metricSlow], after[metricDropped]-before[metricDropped])
 	}
+	if !reportStalled(ctx, out, stuck, t.metricsURL) {
+		failed = true
+	}
 	if failed || lost > 0 || dropped > 0 || writeErrs > 0 || ctx.Err() != nil {
 		if ctx.Err() != nil {
 			return interrupted(ctx, out)
@@ -188,7 +189,7 @@ func (f *fanout) write(ctx context.Context, rdb rueidis.Client, cfg config, clie
 			break
 		}
 		f.sentAt[seq].Store(int64(time.Since(f.base)) + 1)
-		cmd := rdb.B().Set().Key(f.key(seq)).Value(strconv.Itoa(seq)).ExSeconds(int64(keyTTL / time.Second)).Build()
+		cmd := rdb.B().Set().Key(f.keys.key(seq)).Value(strconv.Itoa(seq)).ExSeconds(int64(keyTTL / time.Second)).Build()
 		if err := rdb.Do(ctx, cmd).Error(); err != nil {
 			if errs == 0 {
 				fmt.Fprintln(log, "SET failed:", err)

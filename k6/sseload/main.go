@@ -6,7 +6,9 @@
 //     memory per stream (from /proc/<pid>/status) while every stream is
 //     connected and confirmed by the server's own keyflux_clients_connected;
 //   - fanout: how long one Redis write takes to reach every client, by
-//     writing keys itself at a fixed rate and timing each delivery.
+//     writing keys itself at a fixed rate and timing each delivery, and,
+//     with -stalled, whether clients that stop reading slow the others
+//     down and are cut off by the server.
 //
 // It exists beside the k6 script (keyspace-stream.js) because k6 spends a
 // VU, and its memory, per stream and has no view of the Redis writes, so it
@@ -16,7 +18,8 @@
 // Every run is bounded: a fixed number of streams and events, a -timeout
 // for the whole run, and it stops by itself. Exit codes: 0 the measurement
 // completed cleanly; 1 it ran but something failed (a stream did not
-// connect or dropped, events were lost, a reading failed, interrupted);
+// connect or dropped, events were lost, a stalled stream was not cut off,
+// a reading failed, interrupted);
 // 2 the flags were wrong.
 package main
 
@@ -63,7 +66,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
-	if err := raiseNoFile(stderr, cfg.Clients); err != nil {
+	if err := raiseNoFile(stderr, cfg.streams()); err != nil {
 		fmt.Fprintln(stderr, "sseload:", err)
 		return exitFailed
 	}

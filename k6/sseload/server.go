@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -41,7 +42,9 @@ func readRSS(pid int) (int64, error) {
 
 // serverMetrics are the samples of the server's /metrics that a run
 // reports: the stream count proves the streams are open, the rest explain
-// where the memory and CPU went.
+// where the memory and CPU went. A metric with labels is kept both as the
+// sum of its series, under its bare name, and per series, under its full
+// name with the labels (keyflux_slow_consumers_total{policy="disconnect"}).
 type serverMetrics map[string]float64
 
 const (
@@ -59,9 +62,11 @@ var wantedMetrics = []string{
 	metricFramesOut, metricSlow, metricDropped,
 }
 
-// scrapeMetrics reads the wanted unlabelled samples from the Prometheus
-// text at url. A plain line scan is enough for unlabelled gauges and
-// counters, and keeps the tool free of an exposition-format parser.
+// scrapeMetrics reads the wanted samples from the Prometheus text at url.
+// A line scan is enough: a sample is "name value" or "name{labels} value",
+// and the value follows the last space (label values may hold spaces;
+// Prometheus' own handler writes no timestamps). That keeps the tool free
+// of an exposition-format parser.
 func scrapeMetrics(ctx context.Context, url string) (serverMetrics, error) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
@@ -81,16 +86,23 @@ func scrapeMetrics(ctx context.Context, url string) (serverMetrics, error) {
 	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(nil, 1<<20)
 	for sc.Scan() {
-		name, value, ok := strings.Cut(sc.Text(), " ")
-		if !ok || strings.HasPrefix(name, "#") {
+		line := sc.Text()
+		i := strings.LastIndexByte(line, ' ')
+		if i < 0 || strings.HasPrefix(line, "#") {
 			continue
 		}
-		for _, w := range wantedMetrics {
-			if name == w {
-				if v, err := strconv.ParseFloat(strings.TrimSpace(value), 64); err == nil {
-					m[name] = v
-				}
-			}
+		series := line[:i]
+		v, err := strconv.ParseFloat(line[i+1:], 64)
+		if err != nil {
+			continue
+		}
+		name, _, labelled := strings.Cut(series, "{")
+		if !slices.Contains(wantedMetrics, name) {
+			continue
+		}
+		m[name] += v
+		if labelled {
+			m[series] = v
 		}
 	}
 	if err := sc.Err(); err != nil {
@@ -100,6 +112,19 @@ func scrapeMetrics(ctx context.Context, url string) (serverMetrics, error) {
 		return nil, fmt.Errorf("%s has no %s: is it a Keyflux?", url, metricClients)
 	}
 	return m, nil
+}
+
+// series lists the labelled series of metric name as "labels value",
+// sorted, such as {policy="disconnect"} 1.
+func (m serverMetrics) series(name string) []string {
+	var out []string
+	for s, v := range m {
+		if labels, ok := strings.CutPrefix(s, name+"{"); ok {
+			out = append(out, "{"+labels+" "+strconv.FormatFloat(v, 'g', -1, 64))
+		}
+	}
+	slices.Sort(out)
+	return out
 }
 
 // kib formats a KiB amount for people.

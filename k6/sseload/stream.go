@@ -34,35 +34,13 @@ type stream struct {
 func openStream(ctx context.Context, t target, timeout time.Duration, onEvent func(sse.Event)) (*stream, error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	var d net.Dialer
-	conn, err := d.DialContext(ctx, "tcp", t.addr)
+	conn, body, err := handshake(ctx, t)
 	if err != nil {
 		return nil, err
 	}
-	deadline, _ := ctx.Deadline()
-	_ = conn.SetDeadline(deadline)
-	req := "GET " + t.requestURI + " HTTP/1.1\r\n" +
-		"Host: " + t.host + "\r\n" +
-		"Accept: text/event-stream\r\n" +
-		"Cache-Control: no-cache\r\n" +
-		"User-Agent: keyflux-sseload\r\n\r\n"
-	if _, err := io.WriteString(conn, req); err != nil {
-		conn.Close()
-		return nil, err
-	}
-	resp, err := http.ReadResponse(bufio.NewReaderSize(conn, 1024), nil)
-	if err != nil {
-		conn.Close()
-		return nil, fmt.Errorf("response head: %w", err)
-	}
-	if err := checkHead(resp); err != nil {
-		conn.Close()
-		return nil, err
-	}
-
 	s := &stream{conn: conn, done: make(chan struct{})}
 	ready := make(chan error, 1)
-	go s.read(resp.Body, ready, onEvent)
+	go s.read(body, ready, onEvent)
 	select {
 	case err = <-ready:
 	case <-ctx.Done(): // the read deadline ends the reader too
@@ -73,6 +51,39 @@ func openStream(ctx context.Context, t target, timeout time.Duration, onEvent fu
 		return nil, err
 	}
 	return s, nil
+}
+
+// handshake dials, sends the request a browser's EventSource sends and
+// checks the response head. The connection's deadline is ctx's, so a
+// server that never answers cannot hold the caller past it; the caller
+// lifts it once the stream is up. body is the event stream that follows.
+func handshake(ctx context.Context, t target) (conn net.Conn, body io.Reader, err error) {
+	var d net.Dialer
+	conn, err = d.DialContext(ctx, "tcp", t.addr)
+	if err != nil {
+		return nil, nil, err
+	}
+	deadline, _ := ctx.Deadline()
+	_ = conn.SetDeadline(deadline)
+	req := "GET " + t.requestURI + " HTTP/1.1\r\n" +
+		"Host: " + t.host + "\r\n" +
+		"Accept: text/event-stream\r\n" +
+		"Cache-Control: no-cache\r\n" +
+		"User-Agent: keyflux-sseload\r\n\r\n"
+	if _, err := io.WriteString(conn, req); err != nil {
+		conn.Close()
+		return nil, nil, err
+	}
+	resp, err := http.ReadResponse(bufio.NewReaderSize(conn, 1024), nil)
+	if err != nil {
+		conn.Close()
+		return nil, nil, fmt.Errorf("response head: %w", err)
+	}
+	if err := checkHead(resp); err != nil {
+		conn.Close()
+		return nil, nil, err
+	}
+	return conn, resp.Body, nil
 }
 
 // checkHead accepts only a 200 event stream, and says what came instead.
