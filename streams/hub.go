@@ -57,14 +57,34 @@ type Subscription struct {
 	t      *topic
 	r      Receiver
 	lastID string
+	group  *Group
 	idx    int  // position in t.subs, -1 once removed
 	greet  bool // still owed its "connected" event
 }
 
+// Group makes one client's subscriptions to several topics look like one
+// stream (a watch of several keys): the client gets a single "connected"
+// event, with Describe as its data, before any frame of any of the topics.
+// Its id is the process-wide position at that moment, from which every
+// topic of the group can resume.
+type Group struct {
+	Describe map[string]any
+
+	mu      sync.Mutex
+	greeted bool
+}
+
 // Subscribe joins r to the topic of spec, starting the topic if it is new.
 // r first receives "connected" (once the upstream is live), then, when
-// lastID is set, the frames it missed or a "reset", then live frames.
+// lastID is set, the frames it missed or a "reset" (a fresh snapshot for a
+// Healer), then live frames.
 func (h *Hub) Subscribe(spec Spec, r Receiver, lastID string) (*Subscription, error) {
+	return h.SubscribeGroup(spec, r, lastID, nil)
+}
+
+// SubscribeGroup is Subscribe for one of several topics a client watches as
+// one stream; g (shared by the client's subscriptions) may be nil.
+func (h *Hub) SubscribeGroup(spec Spec, r Receiver, lastID string, g *Group) (*Subscription, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.closed {
@@ -80,7 +100,7 @@ func (h *Hub) Subscribe(spec Spec, r Receiver, lastID string) (*Subscription, er
 		t.linger.Stop()
 		t.linger = nil
 	}
-	s := &Subscription{t: t, r: r, lastID: lastID, idx: len(t.subs), greet: true}
+	s := &Subscription{t: t, r: r, lastID: lastID, group: g, idx: len(t.subs), greet: true}
 	t.subs = append(t.subs, s)
 	if t.ready {
 		t.welcome(s)

@@ -9,6 +9,7 @@ type Metrics struct {
 	FramesOut prometheus.Counter
 	Replayed  prometheus.Counter
 	Resets    *prometheus.CounterVec
+	Healed    prometheus.Counter
 	Dropped   prometheus.Counter
 }
 
@@ -39,13 +40,17 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "keyflux_resets_total",
 			Help: "Reset events sent, by reason.",
 		}, []string{"reason"}),
+		Healed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "keyflux_snapshots_sent_total",
+			Help: "Fresh snapshots sent to clients of state streams instead of a replay or reset.",
+		}),
 		Dropped: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "keyflux_upstream_dropped_total",
 			Help: "Redis messages dropped because a stream's pipeline fell behind (each causes a reset).",
 		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.Topics, m.EventsIn, m.FramesOut, m.Replayed, m.Resets, m.Dropped)
+		reg.MustRegister(m.Topics, m.EventsIn, m.FramesOut, m.Replayed, m.Resets, m.Healed, m.Dropped)
 	}
 	return m
 }

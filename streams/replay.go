@@ -26,6 +26,9 @@ func (g *ids) next() (uint64, string) {
 	return n, g.format(n)
 }
 
+// issued is the newest position handed out; no id beyond it is genuine.
+func (g *ids) issued() uint64 { return g.seq.Load() }
+
 func (g *ids) format(n uint64) string {
 	return g.epoch + "-" + strconv.FormatUint(n, 10)
 }
@@ -95,9 +98,11 @@ func (r *ring) at(k int) (uint64, *Frame) {
 // after returns the frames published after position seq, and false when
 // the ring cannot prove it holds all of them. Positions are process-wide, so
 // seq need not be one of this ring's own: any position from base on works,
-// which is what lets one client resume several topics from one id.
+// also one past this ring's head (another topic's newer event, after which
+// this one published nothing), which is what lets one client resume several
+// topics from one id. The caller rejects positions not issued yet.
 func (r *ring) after(seq uint64) ([]*Frame, bool) {
-	if seq < r.base || seq > r.head() {
+	if seq < r.base {
 		return nil, false
 	}
 	k := sort.Search(r.n, func(k int) bool { s, _ := r.at(k); return s > seq })

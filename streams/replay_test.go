@@ -28,8 +28,7 @@ func TestRingResume(t *testing.T) {
 		{20, []string{}, true},
 		{10, nil, false},                    // before the ring's base: missed frames are gone
 		{13, []string{"f", "g", "k"}, true}, // another topic's position: what came after it
-		{21, nil, false},                    // not yet issued
-
+		{21, []string{}, true},              // a newer position of another topic: nothing after it
 	}
 	for _, c := range cases {
 		got, ok := r.after(c.seq)

@@ -99,29 +99,34 @@ func (t *topic) markReady() {
 	}
 }
 
-// welcome sends s its "connected" event and what it missed. It returns false
-// if s was dropped meanwhile. Called with t.mu held.
+// welcome sends s its "connected" event and what it missed: the replay, or
+// when the ring cannot vouch for its last id, a fresh snapshot (Healer) or a
+// "reset". It returns false if s was dropped meanwhile. Called with t.mu held.
 func (t *topic) welcome(s *Subscription) bool {
 	s.greet = false
 	ids, m := t.hub.ids, t.hub.opts.Metrics
 	var replay []*Frame
 	reset := ""
 	if s.lastID != "" {
-		if seq, ok := ids.parse(s.lastID); !ok {
+		if seq, ok := ids.parse(s.lastID); !ok || seq > ids.issued() {
 			reset = ResetUnknownID
 		} else if replay, ok = t.ring.after(seq); !ok {
 			reset = ResetExpiredID
 		}
 	}
-	// A resuming client keeps its own last id until the replay moves it on;
-	// any other client is placed at the head, so that a reconnect before the
-	// first event still resumes without a gap.
-	id := ""
-	if s.lastID == "" || reset != "" {
-		id = ids.format(t.ring.head())
+	var heal *Frame
+	if h, ok := t.spec.(Healer); ok && (s.lastID == "" || reset != "") {
+		heal = h.Heal()
 	}
-	out := []*Frame{mustFrame(id, "connected", t.spec.Describe())}
-	if reset != "" {
+	if !t.greet(s, reset != "") {
+		return false
+	}
+	var out []*Frame
+	switch {
+	case heal != nil:
+		m.Healed.Inc()
+		out = append(out, heal)
+	case reset != "":
 		m.Resets.WithLabelValues(reset).Inc()
 		out = append(out, mustFrame("", "reset", resetData(reset, "")))
 	}
@@ -132,6 +137,41 @@ func (t *topic) welcome(s *Subscription) bool {
 			t.remove(s)
 			return false
 		}
+	}
+	return true
+}
+
+// greet sends "connected", once per group. A resuming client keeps its own
+// last id until the replay moves it on; any other client is placed at the
+// head (the process-wide position, for a group), so that a reconnect before
+// the first event still resumes without a gap. Called with t.mu held.
+func (t *topic) greet(s *Subscription, reset bool) bool {
+	ids := t.hub.ids
+	placed := s.lastID == "" || reset
+	var f *Frame
+	if g := s.group; g != nil {
+		// The group's lock keeps every other topic's frames behind this one.
+		g.mu.Lock()
+		defer g.mu.Unlock()
+		if g.greeted {
+			return true
+		}
+		g.greeted = true
+		id := ""
+		if placed {
+			id = ids.format(ids.issued())
+		}
+		f = mustFrame(id, "connected", g.Describe)
+	} else {
+		id := ""
+		if placed {
+			id = ids.format(t.ring.head())
+		}
+		f = mustFrame(id, "connected", t.spec.Describe())
+	}
+	if !s.r.Send(f) {
+		t.remove(s)
+		return false
 	}
 	return true
 }
