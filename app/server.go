@@ -25,6 +25,9 @@ type server struct {
 	sink  *handlers.Sink
 	app   *fiber.App
 	ln    net.Listener
+	// keys and tracking are the key watches (keys is nil without caching).
+	keys     *streams.Keys
+	tracking *streams.Tracking
 }
 
 // newServer connects to Redis, checks its keyspace settings and wires the
@@ -41,6 +44,15 @@ func newServer(ctx context.Context, cfg Config, log *slog.Logger) (*server, erro
 	}
 	if len(cfg.Expose) == 0 {
 		log.Warn("every key is exposed to stream clients; limit them with --expose prefix1,prefix2")
+	}
+	tracking := &streams.Tracking{}
+	err = rc.openCache(cacheOptions{
+		Broadcast: cfg.Tracking == "bcast", Prefixes: cfg.Expose, Bytes: cfg.CacheBytes,
+		OnInvalidations: tracking.OnInvalidations,
+	}, log)
+	if err != nil {
+		rc.close()
+		return nil, err
 	}
 
 	reg := prometheus.NewRegistry()
@@ -66,15 +78,36 @@ func newServer(ctx context.Context, cfg Config, log *slog.Logger) (*server, erro
 	// Streams are taken over from fasthttp once validated; the sink closes them.
 	app.Server().KeepHijackedConns = true
 	app.Use(recover.New())
+	// Reads from Redis itself: keyspace events with values=true, and
+	// /api/keys without the cache.
+	fresh := &streams.Values{Client: rc.client, MaxBytes: cfg.ValueMaxBytes, Reads: hubMetrics.KeyReads}
+	var keys *streams.Keys
+	apiValues := fresh
+	if rc.cache != nil {
+		cached := &streams.Values{Client: rc.cache, Cached: true, MaxBytes: cfg.ValueMaxBytes, Reads: hubMetrics.KeyReads}
+		keys = &streams.Keys{
+			Values: cached, Tracking: tracking,
+			Upstreams: &streams.Upstreams{Client: rc.cache, Logger: log},
+			Notify:    notify, DB: rc.db, Logger: log,
+		}
+		if cfg.APICache {
+			apiValues = cached
+		}
+	}
 	handlers.Register(app, handlers.Config{
-		Hub:       hub,
-		Keyspace:  &streams.Keyspace{Upstreams: &streams.Upstreams{Client: rc.client, Logger: log}, Notify: notify, Metrics: hubMetrics},
-		Sink:      sink,
-		Expose:    cfg.Expose,
-		DefaultDB: rc.db,
-		Ready:     rc.ping,
-		Metrics:   promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}),
-		Public:    public.Files,
+		Hub: hub,
+		Keyspace: &streams.Keyspace{Upstreams: &streams.Upstreams{Client: rc.client, Logger: log},
+			Notify: notify, Metrics: hubMetrics, Values: fresh},
+		Keys:         keys,
+		Values:       apiValues,
+		MaxWatchKeys: cfg.WatchMaxKeys,
+		Sink:         sink,
+		Expose:       cfg.Expose,
+		AllowOrigin:  cfg.AllowOrigin,
+		DefaultDB:    rc.db,
+		Ready:        rc.ping,
+		Metrics:      promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}),
+		Public:       public.Files,
 	})
 
 	ln, err := net.Listen("tcp", cfg.Listen)
@@ -83,7 +116,7 @@ func newServer(ctx context.Context, cfg Config, log *slog.Logger) (*server, erro
 		rc.close()
 		return nil, err
 	}
-	return &server{log: log, redis: rc, hub: hub, sink: sink, app: app, ln: ln}, nil
+	return &server{log: log, redis: rc, hub: hub, sink: sink, app: app, ln: ln, keys: keys, tracking: tracking}, nil
 }
 
 // checkKeyspace applies (auto) or verifies (none) notify-keyspace-events.

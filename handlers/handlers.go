@@ -20,11 +20,19 @@ import (
 type Config struct {
 	Hub      *streams.Hub
 	Keyspace *streams.Keyspace
-	Sink     *Sink
+	// Keys watches single keys; nil when Redis cannot do client-side caching.
+	Keys *streams.Keys
+	// Values serves GET /api/keys/<key>.
+	Values *streams.Values
+	Sink   *Sink
+	// MaxWatchKeys is how many keys one /streams/keys request may watch.
+	MaxWatchKeys int
 	// Expose limits which keys clients may watch.
 	Expose Expose
 	// DefaultDB is the database of the Redis URL.
 	DefaultDB int
+	// AllowOrigin, when set, is sent as Access-Control-Allow-Origin by the API.
+	AllowOrigin string
 	// Ready reports whether Redis answers.
 	Ready func(ctx context.Context) error
 	// Metrics serves /metrics.
@@ -42,6 +50,8 @@ func Register(app *fiber.App, cfg Config) {
 		app.Get("/metrics", adaptor.HTTPHandler(cfg.Metrics))
 	}
 	app.Get("/streams/keyspace", h.keyspace)
+	app.Get("/streams/keys", h.keys)
+	app.Get("/api/keys/*", h.key)
 	if cfg.Public != nil {
 		app.Use("/", filesystem.New(filesystem.Config{Root: http.FS(cfg.Public), MaxAge: 60}))
 	}

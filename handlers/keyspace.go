@@ -63,6 +63,17 @@ func (h *handler) keyspaceQuery(c *fiber.Ctx) (streams.KeyspaceQuery, error) {
 		slices.Sort(q.Events)
 		q.Events = slices.Compact(q.Events)
 	}
+	if v := c.Query("values"); v != "" {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return q, invalid("values must be true or false")
+		}
+		if b && q.DB != h.cfg.DefaultDB {
+			return q, invalid("values=true reads the database of the Redis URL (" +
+				strconv.Itoa(h.cfg.DefaultDB) + ") only")
+		}
+		q.Values = b
+	}
 	if !h.cfg.Expose.AllowsPattern(q.Pattern) {
 		return q, forbidden("pattern " + strconv.Quote(q.Pattern) + " reaches keys outside the exposed prefixes")
 	}

@@ -44,11 +44,17 @@ func plainText(field, s string) error {
 // subscribed until the connection is handed over, so a request that fails
 // before that leaves nothing behind.
 func (h *handler) stream(c *fiber.Ctx, lastID string, specs ...streams.Spec) error {
+	return h.streamGroup(c, lastID, nil, specs...)
+}
+
+// streamGroup is stream for specs the client sees as one stream (g not nil):
+// one "connected" event for all of them.
+func (h *handler) streamGroup(c *fiber.Ctx, lastID string, g *streams.Group, specs ...streams.Spec) error {
 	hub := h.cfg.Hub
 	subscribe := func(r streams.Receiver) ([]*streams.Subscription, error) {
 		var subs []*streams.Subscription
 		for _, spec := range specs {
-			s, err := hub.Subscribe(spec, r, lastID)
+			s, err := hub.SubscribeGroup(spec, r, lastID, g)
 			if err != nil {
 				for _, s := range subs {
 					s.Close()

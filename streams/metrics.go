@@ -11,6 +11,7 @@ type Metrics struct {
 	Resets    *prometheus.CounterVec
 	Healed    prometheus.Counter
 	Dropped   prometheus.Counter
+	KeyReads  prometheus.Counter
 }
 
 // unregistered serves parts built without metrics.
@@ -48,9 +49,13 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "keyflux_upstream_dropped_total",
 			Help: "Redis messages dropped because a stream's pipeline fell behind (each causes a reset).",
 		}),
+		KeyReads: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "keyflux_key_reads_total",
+			Help: "Reads of key values that reached Redis (client-side cache misses and uncached reads).",
+		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.Topics, m.EventsIn, m.FramesOut, m.Replayed, m.Resets, m.Healed, m.Dropped)
+		reg.MustRegister(m.Topics, m.EventsIn, m.FramesOut, m.Replayed, m.Resets, m.Healed, m.Dropped, m.KeyReads)
 	}
 	return m
 }
