@@ -32,7 +32,7 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m, fasthttpOwn...) }
 
 // keyflux is a real Keyflux process-in-a-test against a real redis-server.
 type keyflux struct {
-	t     *testing.T
+	t     testing.TB
 	srv   *server
 	redis *redisserver.Server
 	rc    rueidis.Client // the test's own Redis client
@@ -44,7 +44,7 @@ type keyflux struct {
 
 // startKeyflux launches redis-server (with redisArgs) and Keyflux (with
 // flags) and stops both when the test ends.
-func startKeyflux(t *testing.T, redisArgs []string, flags ...string) *keyflux {
+func startKeyflux(t testing.TB, redisArgs []string, flags ...string) *keyflux {
 	t.Helper()
 	rs, err := redisserver.Start(context.Background(), redisArgs...)
 	if err != nil {
@@ -108,7 +108,7 @@ func (k *keyflux) numpat() int64 {
 
 // eventually polls cond, for states that have no event to await (Redis's
 // own counters, the server's client count).
-func eventually(t *testing.T, what string, cond func() bool) {
+func eventually(t testing.TB, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for !cond() {
@@ -139,7 +139,7 @@ func (k *keyflux) get(path string) (int, map[string]any) {
 
 // stream is one EventSource-like client, reading with go-sse's parser.
 type stream struct {
-	t      *testing.T
+	t      testing.TB
 	resp   *http.Response
 	events chan sse.Event
 	lastID string
@@ -217,7 +217,7 @@ func (s *stream) ended() {
 	}
 }
 
-func data(t *testing.T, ev sse.Event) map[string]any {
+func data(t testing.TB, ev sse.Event) map[string]any {
 	t.Helper()
 	var m map[string]any
 	if err := json.Unmarshal([]byte(ev.Data), &m); err != nil {
@@ -261,7 +261,7 @@ func (k *keyflux) openRaw(path string) *rawStream {
 }
 
 // block reads up to and including the next blank line.
-func (r *rawStream) block(t *testing.T) string {
+func (r *rawStream) block(t testing.TB) string {
 	t.Helper()
 	var b strings.Builder
 	for {

@@ -22,8 +22,8 @@ type Keys struct {
 	Tracking *Tracking
 	// Upstreams subscribes on the caching client too, to each watched key's
 	// keyspace channel: only that says why a key went away, and on the same
-	// connection its event arrives before the reply of the read that finds
-	// the key gone.
+	// connection Redis sends its event before the reply of the read that
+	// finds the key gone.
 	Upstreams *Upstreams
 	// Notify re-applies keyspace flags after a (re)subscription; may be nil.
 	Notify *NotifyConfig
@@ -66,7 +66,8 @@ func (s *keySpec) Heal() *Frame {
 // to track it) and then turns every invalidation into a read and an event.
 func (s *keySpec) Open(ctx context.Context) rxgo.Observable {
 	k := s.k
-	w := &keyWatch{key: s.key, wake: make(chan struct{}, 1), subscribed: make(chan struct{})}
+	w := &keyWatch{key: s.key, wake: make(chan struct{}, 1), noted: make(chan struct{}, 1),
+		subscribed: make(chan struct{})}
 	s.watch.Store(w)
 	k.Tracking.add(w)
 	ch := Channel{Name: "__keyspace@" + strconv.Itoa(k.DB) + "__:" + s.key}
@@ -99,6 +100,7 @@ func (s *keySpec) Open(ctx context.Context) rxgo.Observable {
 type keyWatch struct {
 	key        string
 	wake       chan struct{} // one slot: pokes coalesce
+	noted      chan struct{} // one slot: a keyspace event arrived
 	subscribed chan struct{} // closed once the keyspace channel is live
 
 	mu        sync.Mutex
@@ -125,6 +127,40 @@ func (w *keyWatch) noteEvent(name string) {
 	w.mu.Lock()
 	w.lastEvent = name
 	w.mu.Unlock()
+	select {
+	case w.noted <- struct{}{}:
+	default:
+	}
+}
+
+// reasonWait bounds the wait for the keyspace event that explains a
+// deletion. Redis sent it before the reply of the read that found the key
+// gone, on the same connection, but rueidis hands pub/sub messages to their
+// callback through a channel and another goroutine, so it may be a moment
+// behind; it only runs out when notifications are off.
+const reasonWait = 250 * time.Millisecond
+
+// awaitDeletion waits until the latest keyspace event is one that removes
+// the key, or reasonWait has passed.
+func (w *keyWatch) awaitDeletion(ctx context.Context) {
+	timer := time.NewTimer(reasonWait)
+	defer timer.Stop()
+	for {
+		w.mu.Lock()
+		e := w.lastEvent
+		w.mu.Unlock()
+		switch e {
+		case "del", "expired", "evicted", "rename_from", "move_from":
+			return
+		}
+		select {
+		case <-w.noted:
+		case <-timer.C:
+			return
+		case <-ctx.Done():
+			return
+		}
+	}
 }
 
 func (w *keyWatch) heal() *Frame {
@@ -180,10 +216,14 @@ func (w *keyWatch) run(ctx context.Context, k *Keys, out chan<- rxgo.Item) {
 		if !ok {
 			return
 		}
-		// Taken after the read: on the shared connection, the event that
-		// deleted the key arrived before the reply that found it gone.
 		w.mu.Lock()
-		event, prev := w.lastEvent, w.state
+		prev := w.state
+		w.mu.Unlock()
+		if !st.Exists && prev.Exists && !resync {
+			w.awaitDeletion(ctx)
+		}
+		w.mu.Lock()
+		event := w.lastEvent
 		w.lastEvent = ""
 		w.mu.Unlock()
 		ev, publish := change(prev, st, resync, event)
