@@ -95,8 +95,15 @@ func (s *stream) snapshots(n int) map[string]streams.KeyState {
 type counter struct {
 	mu     sync.Mutex
 	last   int
+	seen   int // values since reset
 	frames int
 	err    string
+}
+
+func (c *counter) reset() {
+	c.mu.Lock()
+	c.seen = 0
+	c.mu.Unlock()
 }
 
 func (c *counter) Send(f *streams.Frame) bool {
@@ -124,12 +131,21 @@ func (c *counter) Send(f *streams.Frame) bool {
 	if n < c.last {
 		c.err = "value went back from v" + strconv.Itoa(c.last) + " to " + v
 	}
+	if n > c.last {
+		c.seen++
+	}
 	c.last = n
 	return true
 }
 
-func (c *counter) state() (int, string) {
+// state is the latest value, how many newer values came since reset, and
+// what went wrong.
+func (c *counter) state() (int, int, string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.last, c.err
+	return c.last, c.seen, c.err
+}
+
+func splitLines(s string) []string {
+	return strings.FieldsFunc(s, func(r rune) bool { return r == '\n' || r == '\r' })
 }

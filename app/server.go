@@ -58,6 +58,16 @@ func newServer(ctx context.Context, cfg Config, log *slog.Logger) (*server, erro
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	hubMetrics := streams.NewMetrics(reg)
+	reg.MustRegister(
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "keyflux_invalidations_total",
+			Help: "Client-side caching invalidations received from Redis (keys; a flush or reconnect counts one).",
+		}, func() float64 { return float64(tracking.Received()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "keyflux_watched_keys",
+			Help: "Keys with a live watch (one upstream each, however many clients).",
+		}, func() float64 { return float64(tracking.Watched()) }),
+	)
 	hub := streams.NewHub(streams.HubOptions{
 		ReplaySize: cfg.ReplaySize, Linger: cfg.Linger, Metrics: hubMetrics, Logger: log,
 	})

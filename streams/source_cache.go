@@ -1,6 +1,7 @@
 package streams
 
 import (
+	"bytes"
 	"context"
 	"log/slog"
 	"strconv"
@@ -33,12 +34,6 @@ type Keys struct {
 
 // Stream returns the spec of the watch of key.
 func (k *Keys) Stream(key string) Spec { return &keySpec{k: k, key: key} }
-
-// Read returns the key's current state, from the client-side cache when the
-// key is cached.
-func (k *Keys) Read(ctx context.Context, key string) (KeyState, error) {
-	return k.Values.Read(ctx, key)
-}
 
 type keySpec struct {
 	k     *Keys
@@ -239,12 +234,29 @@ func change(prev, st KeyState, resync bool, event string) (Event, bool) {
 	switch {
 	case resync:
 		return Event{Name: "snapshot", Data: st}, true
+	case st.Exists && prev.Exists && same(prev, st):
+		// A write that changed nothing (SET to the same value), or a second
+		// read of a change already read: watchers have this state.
+		return Event{}, false
 	case st.Exists:
 		return Event{Name: "update", Data: st}, true
 	case prev.Exists:
 		return Event{Name: "delete", Data: KeyDeleted{Key: st.Key, Reason: deleteReason(event, prev)}}, true
 	}
 	return Event{}, false // absent before and after: nothing to tell
+}
+
+// expiryJitter is how far apart two reads may place one expiry time: each
+// adds Redis's PTTL to the local clock when the reply arrives.
+const expiryJitter = 50
+
+// same reports whether two reads found the same state.
+func same(a, b KeyState) bool {
+	if a.Type != b.Type || !bytes.Equal(a.Value, b.Value) || (a.expireAt == 0) != (b.expireAt == 0) {
+		return false
+	}
+	d := a.expireAt - b.expireAt
+	return -expiryJitter <= d && d <= expiryJitter
 }
 
 // deleteReason names why a key went away, from the keyspace event that

@@ -2,6 +2,7 @@ package streams
 
 import (
 	"sync"
+	"sync/atomic"
 
 	"github.com/redis/rueidis"
 )
@@ -12,6 +13,8 @@ import (
 // wake-up channel, a send that finds it full is dropped, and a burst of
 // changes to one key becomes one read of its latest value.
 type Tracking struct {
+	received atomic.Int64
+
 	mu      sync.Mutex
 	watches map[string]map[*keyWatch]struct{}
 }
@@ -21,6 +24,7 @@ type Tracking struct {
 // lost (rueidis has then flushed its cache and Redis forgot what it tracked),
 // so every watch re-reads and sends its clients a fresh snapshot.
 func (t *Tracking) OnInvalidations(keys []rueidis.RedisMessage) {
+	t.received.Add(max(int64(len(keys)), 1))
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if keys == nil {
@@ -41,6 +45,10 @@ func (t *Tracking) OnInvalidations(keys []rueidis.RedisMessage) {
 		}
 	}
 }
+
+// Received returns how many invalidations arrived (keys, and one for each
+// "everything is invalid").
+func (t *Tracking) Received() int64 { return t.received.Load() }
 
 // Watched returns how many keys are watched.
 func (t *Tracking) Watched() int {
