@@ -499,6 +499,16 @@ func TestKeysAPIServedFromCache(t *testing.T) {
 	if n := k.cmdCalls("get") - gets; n != 0 {
 		t.Fatalf("20 requests for a cached key cost %d GETs", n)
 	}
+	// A lost connection flushes the whole local cache (rueidis calls
+	// OnInvalidations with nil once it notices): a change Keyflux could not
+	// hear about meanwhile is not hidden behind a stale copy.
+	flushes := k.srv.tracking.Received()
+	k.do("CLIENT", "KILL", "ID", k.cacheClientID())
+	eventually(t, "Keyflux to notice the lost connection", func() bool { return k.srv.tracking.Received() > flushes })
+	k.do("SET", "p:1", "changed unseen")
+	if _, body := k.get("/api/keys/p:1"); body["value"] != "changed unseen" {
+		t.Fatalf("after the connection was lost the API answered %v", body)
+	}
 	// A change invalidates the cached copy: the next request sees it.
 	k.do("SET", "p:1", "two")
 	eventually(t, "the new value", func() bool { _, body := k.get("/api/keys/p:1"); return body["value"] == "two" })
@@ -591,6 +601,22 @@ func TestKeysDeleteReasonWithoutNotifications(t *testing.T) {
 		`keyflux_events_in_total{source="keys"} 2`, "keyflux_snapshots_sent_total 2"} {
 		if !strings.Contains(body.String(), want) {
 			t.Errorf("metrics lack %q", want)
+		}
+	}
+}
+
+func TestBcastOptions(t *testing.T) {
+	for _, c := range []struct {
+		prefixes []string
+		want     string
+	}{
+		{nil, "[BCAST]"},
+		{[]string{"user:", "order:"}, "[BCAST PREFIX order: PREFIX user:]"},
+		{[]string{"user:admin:", "user:", "user:"}, "[BCAST PREFIX user:]"}, // Redis refuses overlaps
+		{[]string{"ab", "abc", "ac"}, "[BCAST PREFIX ab PREFIX ac]"},
+	} {
+		if got := fmt.Sprint(bcastOptions(c.prefixes)); got != c.want {
+			t.Errorf("bcastOptions(%q) = %s, want %s", c.prefixes, got, c.want)
 		}
 	}
 }

@@ -1,9 +1,11 @@
 package handlers
 
 import (
+	"context"
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/gofiber/fiber/v2"
 
@@ -98,7 +100,9 @@ func (h *handler) key(c *fiber.Ctx) error {
 	if !h.cfg.Expose.AllowsKey(k) {
 		return forbidden("key " + strconv.Quote(k) + " is outside the exposed prefixes")
 	}
-	st, err := h.cfg.Values.Read(c.UserContext(), k)
+	ctx, cancel := context.WithTimeout(c.UserContext(), 5*time.Second)
+	defer cancel()
+	st, err := h.cfg.Values.Read(ctx, k)
 	if err != nil {
 		return apiError(c, fiber.StatusServiceUnavailable, "reading from Redis failed: "+err.Error())
 	}

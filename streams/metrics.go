@@ -51,7 +51,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}),
 		KeyReads: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "keyflux_key_reads_total",
-			Help: "Reads of key values that reached Redis (client-side cache misses and uncached reads).",
+			Help: "Round trips to Redis reading key values (client-side cache misses and uncached reads).",
 		}),
 	}
 	if reg != nil {

@@ -24,7 +24,7 @@ type Tracking struct {
 // lost (rueidis has then flushed its cache and Redis forgot what it tracked),
 // so every watch re-reads and sends its clients a fresh snapshot.
 func (t *Tracking) OnInvalidations(keys []rueidis.RedisMessage) {
-	t.received.Add(max(int64(len(keys)), 1))
+	defer t.received.Add(max(int64(len(keys)), 1)) // after the pokes: tests wait on it
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if keys == nil {

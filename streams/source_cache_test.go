@@ -1,0 +1,136 @@
+package streams
+
+import (
+	"context"
+	"encoding/json"
+	"math"
+	"testing"
+	"time"
+
+	"github.com/redis/rueidis"
+)
+
+func state(value string, expireAt int64) KeyState {
+	return KeyState{Key: "k", Exists: true, Type: "string", Value: json.RawMessage(value), expireAt: expireAt}
+}
+
+func TestChange(t *testing.T) {
+	gone := KeyState{Key: "k", Type: "none", Value: json.RawMessage("null"), TTLms: -2}
+	now := time.Now().UnixMilli()
+	cases := []struct {
+		name       string
+		prev, st   KeyState
+		resync     bool
+		event      string
+		want, data string
+	}{
+		{"changed", state(`"a"`, 0), state(`"b"`, 0), false, "set", "update", `"b"`},
+		{"created", gone, state(`"a"`, 0), false, "set", "update", `"a"`},
+		{"same value", state(`"a"`, 0), state(`"a"`, 0), false, "set", "", ""},
+		{"same expiry, read twice", state(`"a"`, now), state(`"a"`, now+20), false, "", "", ""},
+		{"expiry moved", state(`"a"`, now), state(`"a"`, now+5000), false, "expire", "update", ""},
+		{"expiry removed", state(`"a"`, now), state(`"a"`, 0), false, "persist", "update", ""},
+		{"resync says it anyway", state(`"a"`, 0), state(`"a"`, 0), true, "", "snapshot", `"a"`},
+		{"resync of a missing key", gone, gone, true, "", "snapshot", "null"},
+		{"still missing", gone, gone, false, "del", "", ""},
+		{"deleted", state(`"a"`, 0), gone, false, "del", "delete", ""},
+	}
+	for _, c := range cases {
+		ev, ok := change(c.prev, c.st, c.resync, c.event)
+		if ok != (c.want != "") || ev.Name != c.want {
+			t.Errorf("%s: got %q %v, want %q", c.name, ev.Name, ok, c.want)
+			continue
+		}
+		if st, isState := ev.Data.(KeyState); isState && c.data != "" && string(st.Value) != c.data {
+			t.Errorf("%s: value %s, want %s", c.name, st.Value, c.data)
+		}
+	}
+}
+
+func TestDeleteReason(t *testing.T) {
+	past := time.Now().Add(-time.Second).UnixMilli()
+	future := time.Now().Add(time.Hour).UnixMilli()
+	for _, c := range []struct {
+		event    string
+		expireAt int64
+		want     string
+	}{
+		{"del", 0, "del"}, {"expired", past, "expired"}, {"evicted", 0, "evicted"},
+		{"rename_from", 0, "renamed"}, {"move_from", 0, "moved"},
+		{"", past, "expired"}, // notifications off: the TTL says it
+		{"", future, "unknown"}, {"", 0, "unknown"},
+		{"hexpired", 0, "hexpired"}, // a newer Redis's reason, passed on
+	} {
+		if got := deleteReason(c.event, state(`"x"`, c.expireAt)); got != c.want {
+			t.Errorf("deleteReason(%q, expireAt %d) = %q, want %q", c.event, c.expireAt, got, c.want)
+		}
+	}
+}
+
+func TestValueShapes(t *testing.T) {
+	js := func(v any) string {
+		b, err := json.Marshal(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	for got, want := range map[string]string{
+		js(text("héllo\n")):                `"héllo\n"`,
+		js(text("\xff\x00")):               `{"base64":"/wA="}`,
+		js(score(1.5)):                     `1.5`,
+		js(score(1e300)):                   `1e+300`,
+		js(score(math.Inf(1))):             `"inf"`,
+		js(score(math.Inf(-1))):            `"-inf"`,
+		js(hashValue(map[string]string{})): `{}`,
+		js(hashValue(map[string]string{"b": "1", "\xfe": "2"})): `[["b","1"],[{"base64":"/g=="},"2"]]`,
+	} {
+		if got != want {
+			t.Errorf("got %s, want %s", got, want)
+		}
+	}
+}
+
+func TestTrackingRoutesInvalidations(t *testing.T) {
+	srv, c := startRedis(t)
+	var tr Tracking
+	cache, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{srv.Addr()},
+		PipelineMultiplex: -1, OnInvalidations: tr.OnInvalidations})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b := &keyWatch{key: "a", wake: make(chan struct{}, 1)}, &keyWatch{key: "b", wake: make(chan struct{}, 1)}
+	tr.add(a)
+	tr.add(b)
+	woken := func(w *keyWatch) bool {
+		select {
+		case <-w.wake:
+			return true
+		default:
+			return false
+		}
+	}
+	ctx := context.Background()
+	for _, key := range []string{"a", "b", "other"} {
+		if err := cache.DoCache(ctx, cache.B().Get().Key(key).Cache(), time.Hour).Error(); err != nil && !rueidis.IsRedisNil(err) {
+			t.Fatal(err)
+		}
+	}
+	do(t, c, "SET", "other", "x") // tracked, but nobody watches it
+	do(t, c, "SET", "a", "x")
+	// Received counts after the pokes: once it says 2, both were routed.
+	waitFor(t, "two invalidations", func() bool { return tr.Received() == 2 })
+	if !woken(a) || woken(b) || a.resync {
+		t.Fatal("a change of a did not wake a alone, for an update")
+	}
+	cache.Close() // rueidis: everything is invalid
+	waitFor(t, "the flush", func() bool { return tr.Received() == 3 })
+	if !woken(a) || !woken(b) || !a.resync || !b.resync {
+		t.Fatal("a flush did not wake every watch for a snapshot")
+	}
+	tr.remove(a)
+	tr.remove(b)
+	if tr.Watched() != 0 {
+		t.Fatalf("%d watched after removing all", tr.Watched())
+	}
+}
