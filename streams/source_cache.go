@@ -158,11 +158,18 @@ func (w *keyWatch) awaitDeletion(ctx context.Context) {
 	}
 }
 
+// heal is the state as a "snapshot" for one new subscriber. It is encoded
+// once per state, except for a key with a TTL, whose ttl_ms must be counted
+// down to now.
 func (w *keyWatch) heal() *Frame {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.state.Type == "" {
 		return nil // not read yet
+	}
+	if st := w.state; st.expireAt != 0 {
+		st.TTLms = max(st.expireAt-time.Now().UnixMilli(), 0)
+		return mustFrameOf("snapshot", st)
 	}
 	if w.healFrame == nil {
 		w.healFrame = mustFrameOf("snapshot", w.state)

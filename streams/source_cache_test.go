@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"math"
+	"strings"
 	"testing"
 	"time"
 
@@ -132,5 +133,26 @@ func TestTrackingRoutesInvalidations(t *testing.T) {
 	tr.remove(b)
 	if tr.Watched() != 0 {
 		t.Fatalf("%d watched after removing all", tr.Watched())
+	}
+}
+
+func TestHealCountsTTLDown(t *testing.T) {
+	w := &keyWatch{key: "k"}
+	if w.heal() != nil {
+		t.Fatal("a watch that has not read its key healed")
+	}
+	st := state(`"a"`, time.Now().Add(time.Minute).UnixMilli())
+	st.TTLms = 120000 // as read long ago
+	w.set(st)
+	var got KeyState
+	if err := json.Unmarshal([]byte(field(w.heal(), "data")), &got); err != nil {
+		t.Fatal(err)
+	}
+	if got.TTLms > 60000 || got.TTLms < 50000 {
+		t.Fatalf("healed with ttl_ms %d, want the time left (about 60000)", got.TTLms)
+	}
+	w.set(state(`"b"`, 0))
+	if f := w.heal(); f != w.heal() || !strings.Contains(string(f.Bytes), `"b"`) {
+		t.Fatal("a state without TTL is not encoded once")
 	}
 }
