@@ -335,10 +335,7 @@ func TestKeysReleasedWhenClientsLeave(t *testing.T) {
 	eventually(t, "warm-up released", released)
 	k.do("SET", "warm", "x") // Redis forgets a tracked key once it is invalidated
 	eventually(t, "warm key untracked", func() bool { return k.infoStat("stats", "tracking_total_keys") == 0 })
-	// fasthttp keeps idle workers for up to 10 s; two clients at once may
-	// leave one more than the warm-up did.
-	baseline := append([]goleak.Option{goleak.IgnoreCurrent(),
-		goleak.IgnoreTopFunction("github.com/valyala/fasthttp.(*workerPool).workerFunc")}, fasthttpOwn...)
+	baseline := append([]goleak.Option{goleak.IgnoreCurrent(), idleWorkers}, fasthttpOwn...)
 
 	a := k.open("/streams/keys?key=r:1&key=r:2")
 	b := k.open("/streams/keys?key=r:2&key=r:3") // shares r:2's upstream with a
