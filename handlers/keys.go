@@ -60,8 +60,8 @@ func (h *handler) watchedKeys(c *fiber.Ctx) ([]string, error) {
 			keys = append(keys, k)
 		}
 	}
-	if max := h.cfg.MaxWatchKeys; max > 0 && len(keys) > max {
-		return nil, invalid("too many keys: " + strconv.Itoa(len(keys)) + ", at most " + strconv.Itoa(max))
+	if limit := h.cfg.MaxWatchKeys; limit > 0 && len(keys) > limit {
+		return nil, invalid("too many keys: " + strconv.Itoa(len(keys)) + ", at most " + strconv.Itoa(limit))
 	}
 	for _, k := range keys {
 		if !h.cfg.Expose.AllowsKey(k) {
