@@ -390,13 +390,29 @@ func TestKeysResume(t *testing.T) {
 	k.do("SET", "j:1", "c")
 	watch.expectKey("update", "j:1")
 
-	// Both keys resume from the one id: only what was missed, no snapshots.
+	// Both keys resume from the one id: j:1 changed once since, and gets
+	// that update; j:2 also changed once, and gets it too. No snapshots.
 	r := k.open(path, "Last-Event-ID", from)
 	if c := r.expect("connected"); c.LastEventID != "" {
 		t.Fatalf("connected of a resume has id %q", c.LastEventID)
 	}
 	if d := r.expectKey("update", "j:1"); d["value"] != "c" {
 		t.Fatalf("replayed %v", d)
+	}
+	if d := r.expectKey("update", "j:2"); d["value"] != "b" {
+		t.Fatalf("replayed %v", d)
+	}
+	r.close()
+	// j:1 changes twice more: a client resuming from the same id missed
+	// three values of it and gets one snapshot of the latest instead.
+	for _, v := range []string{"c2", "c3"} {
+		k.do("SET", "j:1", v)
+		watch.expectKey("update", "j:1")
+	}
+	r = k.open(path, "Last-Event-ID", from)
+	r.expect("connected")
+	if d := r.expectKey("snapshot", "j:1"); d["value"] != "c3" {
+		t.Fatalf("healed with %v", d)
 	}
 	if d := r.expectKey("update", "j:2"); d["value"] != "b" {
 		t.Fatalf("replayed %v", d)
@@ -412,7 +428,7 @@ func TestKeysResume(t *testing.T) {
 		r := k.open(path, "Last-Event-ID", id)
 		r.expect("connected")
 		snaps := r.snapshots(2)
-		if string(snaps["j:1"].Value) != `"c"` || string(snaps["j:2"].Value) != `"live"` {
+		if string(snaps["j:1"].Value) != `"c3"` || string(snaps["j:2"].Value) != `"live"` {
 			t.Fatalf("id %s: snapshots %+v", id, snaps)
 		}
 		r.close()

@@ -152,12 +152,16 @@ func (h *Hub) Close() {
 func (h *Hub) start(spec Spec) *topic {
 	seq, _ := h.ids.next()
 	ctx, cancel := context.WithCancel(context.Background())
+	size := h.opts.ReplaySize
+	if _, ok := spec.(Healer); ok {
+		size = 1 // see Healer
+	}
 	t := &topic{
 		hub:    h,
 		key:    spec.Key(),
 		spec:   spec,
 		cancel: cancel,
-		ring:   newRing(h.opts.ReplaySize, seq),
+		ring:   newRing(size, seq),
 		events: h.opts.Metrics.EventsIn.WithLabelValues(spec.Source()),
 	}
 	h.topics[t.key] = t

@@ -27,7 +27,7 @@ func (s *stateSpec) set(state string) {
 func (s *stateSpec) Heal() *Frame { return s.state.Load() }
 
 func TestHubHealsStateStreamsInsteadOfReset(t *testing.T) {
-	h := NewHub(HubOptions{Linger: time.Hour, ReplaySize: 2})
+	h := NewHub(HubOptions{Linger: time.Hour, ReplaySize: 100})
 	defer h.Close()
 	spec := newStateSpec("k", "v0")
 	r := newRecorder()
@@ -46,16 +46,24 @@ func TestHubHealsStateStreamsInsteadOfReset(t *testing.T) {
 	}
 	live := r.wait(t, 6)
 
-	// Resumable: the replay only, no snapshot.
+	// Missed one change: the topic keeps its newest frame, which is the replay.
 	rr := newRecorder()
-	ss, _ := h.Subscribe(spec, rr, live[3].ID)
-	if names := eventNames(rr.wait(t, 3)); fmt.Sprint(names) != "[connected update3 update4]" {
+	ss, _ := h.Subscribe(spec, rr, live[4].ID)
+	if names := eventNames(rr.wait(t, 2)); fmt.Sprint(names) != "[connected update4]" {
 		t.Fatalf("resume got %v", names)
 	}
 	ss.Close()
+	// Missed nothing: nothing to send.
+	rr = newRecorder()
+	ss, _ = h.Subscribe(spec, rr, live[5].ID)
+	if names := eventNames(rr.wait(t, 1)); fmt.Sprint(names) != "[connected]" || rr.count() != 1 {
+		t.Fatalf("resume at the head got %v", names)
+	}
+	ss.Close()
 
-	// Not resumable (fell out of the ring, or foreign): a snapshot of now.
-	for _, id := range []string{live[2].ID, "other-5", h.ids.format(h.ids.issued() + 10)} {
+	// Missed more (one snapshot instead of every value), or an id the hub
+	// cannot vouch for (foreign, not issued yet): a snapshot of now.
+	for _, id := range []string{live[3].ID, live[0].ID, "other-5", h.ids.format(h.ids.issued() + 10)} {
 		rr := newRecorder()
 		ss, _ := h.Subscribe(spec, rr, id)
 		got := rr.wait(t, 2)

@@ -26,7 +26,10 @@ type Spec interface {
 // key's value) rather than a log of events. Such a stream can always heal: a
 // subscriber the replay ring cannot vouch for (a new one, or one resuming
 // from an unknown or expired id) gets the current state instead of a
-// "reset", and needs nothing else to be up to date.
+// "reset", and needs nothing else to be up to date. So the hub keeps only
+// the newest frame of such a topic: enough to tell a subscriber that missed
+// nothing or one change from one that missed more, who gets one snapshot
+// instead of every intermediate value.
 type Healer interface {
 	// Heal returns the frame (without an id) that brings one subscriber up
 	// to date, or nil when there is no state to give. It is called with the
