@@ -83,7 +83,7 @@ func TestChannelSharedPatternAndReleased(t *testing.T) {
 	w.expect("connected")
 	w.close()
 	eventually(t, "warm-up released", func() bool { return k.numsub("warm") == 0 && k.srv.hub.Topics() == 0 })
-	baseline := append([]goleak.Option{goleak.IgnoreCurrent(), idleWorker}, fasthttpOwn...)
+	baseline := append([]goleak.Option{goleak.IgnoreCurrent()}, fasthttpOwn...)
 
 	a := k.open("/streams/channels/news.eu")
 	b := k.open("/streams/channels/news.eu")

@@ -30,8 +30,14 @@ type Config struct {
 	PublishToken   string
 	PublishMax     int
 	AllowOrigin    string
-	LogLevel       slog.Level
-	LogFormat      string
+	// Key watches and values (client-side caching).
+	Tracking      string // optin or bcast
+	WatchMaxKeys  int
+	ValueMaxBytes int
+	CacheBytes    int
+	APICache      bool
+	LogLevel      slog.Level
+	LogFormat     string
 }
 
 // parseConfig reads flags, then the environment for flags not given.
@@ -53,6 +59,11 @@ func parseConfig(args []string, stderr io.Writer) (Config, error) {
 	fs.StringVar(&c.PublishToken, "publish-token", "", "Bearer token that enables POST /api/channels/<channel> and /api/log/<stream-key>; empty disables publishing")
 	fs.IntVar(&c.PublishMax, "publish-max-bytes", 64<<10, "largest body POST /api/channels and /api/log accept (larger: 413)")
 	fs.StringVar(&c.AllowOrigin, "allow-origin", "", "Access-Control-Allow-Origin for streams and the API (empty: same origin only)")
+	fs.StringVar(&c.Tracking, "tracking", "optin", "client-side caching mode: optin (Redis tracks the keys Keyflux reads) or bcast (Redis sends every change under the exposed prefixes)")
+	fs.IntVar(&c.WatchMaxKeys, "watch-max-keys", 100, "how many keys one /streams/keys request may watch")
+	fs.IntVar(&c.ValueMaxBytes, "value-max-bytes", 64<<10, "larger values (their JSON) are sent as {\"truncated\": true, \"size\": N}")
+	fs.IntVar(&c.CacheBytes, "cache-bytes", 128<<20, "memory for the client-side cache of key values")
+	fs.BoolVar(&c.APICache, "api-cache", true, "serve /api/keys from the client-side cache (false: one Redis read per request)")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&c.LogFormat, "log-format", "text", "text or json")
 	if err := ff.Parse(fs, args, ff.WithEnvVarPrefix("KEYFLUX")); err != nil {
@@ -76,6 +87,12 @@ func parseConfig(args []string, stderr io.Writer) (Config, error) {
 	}
 	if c.PublishMax < 1 || c.PublishMax > 4<<20 {
 		return c, fmt.Errorf("publish-max-bytes must be from 1 to 4194304 (the HTTP body limit)")
+	}
+	if c.Tracking != "optin" && c.Tracking != "bcast" {
+		return c, fmt.Errorf("tracking %q: want optin or bcast", c.Tracking)
+	}
+	if c.WatchMaxKeys < 1 || c.ValueMaxBytes < 64 || c.CacheBytes < 1<<20 {
+		return c, fmt.Errorf("watch-max-keys must be at least 1, value-max-bytes at least 64 and cache-bytes at least 1 MiB")
 	}
 	c.Expose = handlers.ParseExpose(*expose)
 	c.ExposeChannels = handlers.ParseExpose(*exposeChannels)

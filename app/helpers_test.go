@@ -30,16 +30,11 @@ var fasthttpOwn = []goleak.Option{
 	goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.updateServerDate.func1"),
 }
 
-// idleWorker is a fasthttp worker waiting for its next connection: the pool
-// keeps one per concurrent connection it has served, for up to 10 s, so a
-// baseline taken with fewer connections open may not include it.
-var idleWorker = goleak.IgnoreTopFunction("github.com/valyala/fasthttp.(*workerPool).workerFunc")
-
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m, fasthttpOwn...) }
 
 // keyflux is a real Keyflux process-in-a-test against a real redis-server.
 type keyflux struct {
-	t     *testing.T
+	t     testing.TB
 	srv   *server
 	redis *redisserver.Server
 	rc    rueidis.Client // the test's own Redis client
@@ -52,7 +47,7 @@ type keyflux struct {
 
 // startKeyflux launches redis-server (with redisArgs) and Keyflux (with
 // flags) and stops both when the test ends.
-func startKeyflux(t *testing.T, redisArgs []string, flags ...string) *keyflux {
+func startKeyflux(t testing.TB, redisArgs []string, flags ...string) *keyflux {
 	t.Helper()
 	rs, err := redisserver.Start(context.Background(), redisArgs...)
 	if err != nil {
@@ -64,7 +59,7 @@ func startKeyflux(t *testing.T, redisArgs []string, flags ...string) *keyflux {
 
 // startKeyfluxOn starts a Keyflux process on an existing redis-server, as a
 // second process or after a restart.
-func startKeyfluxOn(t *testing.T, rs *redisserver.Server, flags ...string) *keyflux {
+func startKeyfluxOn(t testing.TB, rs *redisserver.Server, flags ...string) *keyflux {
 	t.Helper()
 	k := &keyflux{t: t, redis: rs, logs: &syncBuffer{}, done: make(chan error, 1)}
 	var err error
@@ -127,7 +122,7 @@ func (k *keyflux) numpat() int64 {
 
 // eventually polls cond, for states that have no event to await (Redis's
 // own counters, the server's client count).
-func eventually(t *testing.T, what string, cond func() bool) {
+func eventually(t testing.TB, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for !cond() {
@@ -158,7 +153,7 @@ func (k *keyflux) get(path string) (int, map[string]any) {
 
 // stream is one EventSource-like client, reading with go-sse's parser.
 type stream struct {
-	t      *testing.T
+	t      testing.TB
 	resp   *http.Response
 	events chan sse.Event
 	lastID string
@@ -236,7 +231,7 @@ func (s *stream) ended() {
 	}
 }
 
-func data(t *testing.T, ev sse.Event) map[string]any {
+func data(t testing.TB, ev sse.Event) map[string]any {
 	t.Helper()
 	var m map[string]any
 	if err := json.Unmarshal([]byte(ev.Data), &m); err != nil {
@@ -280,7 +275,7 @@ func (k *keyflux) openRaw(path string) *rawStream {
 }
 
 // block reads up to and including the next blank line.
-func (r *rawStream) block(t *testing.T) string {
+func (r *rawStream) block(t testing.TB) string {
 	t.Helper()
 	var b strings.Builder
 	for {

@@ -79,7 +79,7 @@ func TestKeyspaceSharedAndReleased(t *testing.T) {
 	w.expect("connected")
 	w.close()
 	eventually(t, "warm-up released", func() bool { return k.numpat() == 0 && k.srv.hub.Topics() == 0 })
-	baseline := append([]goleak.Option{goleak.IgnoreCurrent(), idleWorker}, fasthttpOwn...)
+	baseline := append([]goleak.Option{goleak.IgnoreCurrent()}, fasthttpOwn...)
 
 	a := k.open("/streams/keyspace?pattern=user:*&events=set,del")
 	b := k.open("/streams/keyspace?events=del,set,set&pattern=user:*") // same stream, other spelling

@@ -262,7 +262,7 @@ func TestLogReadersReleased(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	baseline := append([]goleak.Option{goleak.IgnoreCurrent(), idleWorker}, fasthttpOwn...)
+	baseline := append([]goleak.Option{goleak.IgnoreCurrent()}, fasthttpOwn...)
 
 	a1 := k.open("/streams/log/a")
 	a2 := k.open("/streams/log/a?backlog=5")

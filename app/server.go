@@ -26,6 +26,9 @@ type server struct {
 	logs  *streams.Logs
 	app   *fiber.App
 	ln    net.Listener
+	// keys and tracking are the key watches (keys is nil without caching).
+	keys     *streams.Keys
+	tracking *streams.Tracking
 }
 
 // newServer connects to Redis, checks its keyspace settings and wires the
@@ -46,10 +49,29 @@ func newServer(ctx context.Context, cfg Config, log *slog.Logger) (*server, erro
 	if len(cfg.ExposeChannels) == 0 {
 		log.Warn("every pub/sub channel is exposed to stream clients; limit them with --expose-channels prefix1,prefix2")
 	}
+	tracking := &streams.Tracking{}
+	err = rc.openCache(cacheOptions{
+		Broadcast: cfg.Tracking == "bcast", Prefixes: cfg.Expose, Bytes: cfg.CacheBytes,
+		OnInvalidations: tracking.OnInvalidations,
+	}, log)
+	if err != nil {
+		rc.close()
+		return nil, err
+	}
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	hubMetrics := streams.NewMetrics(reg)
+	reg.MustRegister(
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "keyflux_invalidations_total",
+			Help: "Client-side caching invalidations received from Redis (keys; a flush or reconnect counts one).",
+		}, func() float64 { return float64(tracking.Received()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "keyflux_watched_keys",
+			Help: "Keys with a live watch (one upstream each, however many clients).",
+		}, func() float64 { return float64(tracking.Watched()) }),
+	)
 	hub := streams.NewHub(streams.HubOptions{
 		ReplaySize: cfg.ReplaySize, Linger: cfg.Linger, Metrics: hubMetrics, Logger: log,
 	})
@@ -70,19 +92,43 @@ func newServer(ctx context.Context, cfg Config, log *slog.Logger) (*server, erro
 	// Streams are taken over from fasthttp once validated; the sink closes them.
 	app.Server().KeepHijackedConns = true
 	app.Use(recover.New())
-	// One Upstreams for every pub/sub source: one SUBSCRIBE per channel.
+	// One Upstreams for every pub/sub source on the pub/sub client: one
+	// SUBSCRIBE per channel or pattern, however many streams need it.
 	upstreams := &streams.Upstreams{Client: rc.client, Logger: log, Metrics: hubMetrics}
 	logs := &streams.Logs{Client: rc.client, Logger: log}
+	// Reads from Redis itself: keyspace events with values=true, and
+	// /api/keys without the cache.
+	fresh := &streams.Values{Client: rc.client, MaxBytes: cfg.ValueMaxBytes, Reads: hubMetrics.KeyReads}
+	var keys *streams.Keys
+	apiValues := fresh
+	if rc.cache != nil {
+		cached := &streams.Values{Client: rc.cache, Cached: true, MaxBytes: cfg.ValueMaxBytes, Reads: hubMetrics.KeyReads}
+		keys = &streams.Keys{
+			Values: cached, Tracking: tracking,
+			// Key watches' own keyspace subscriptions ride the caching
+			// connection, so a deletion's reason arrives where its
+			// invalidation does.
+			Upstreams: &streams.Upstreams{Client: rc.cache, Logger: log, Metrics: hubMetrics},
+			Notify:    notify, DB: rc.db, Logger: log,
+		}
+		if cfg.APICache {
+			apiValues = cached
+		}
+	}
 	handlers.Register(app, handlers.Config{
 		Hub:             hub,
-		Keyspace:        &streams.Keyspace{Upstreams: upstreams, Notify: notify, Metrics: hubMetrics},
+		Keyspace:        &streams.Keyspace{Upstreams: upstreams, Notify: notify, Metrics: hubMetrics, Values: fresh},
 		Channels:        &streams.Channels{Upstreams: upstreams, Metrics: hubMetrics},
 		Logs:            logs,
+		Keys:            keys,
+		Values:          apiValues,
+		MaxWatchKeys:    cfg.WatchMaxKeys,
 		Sink:            sink,
 		Expose:          cfg.Expose,
 		ExposeChannels:  cfg.ExposeChannels,
 		PublishToken:    cfg.PublishToken,
 		PublishMaxBytes: cfg.PublishMax,
+		AllowOrigin:     cfg.AllowOrigin,
 		DefaultDB:       rc.db,
 		Ready:           rc.ping,
 		Metrics:         promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}),
@@ -95,7 +141,7 @@ func newServer(ctx context.Context, cfg Config, log *slog.Logger) (*server, erro
 		rc.close()
 		return nil, err
 	}
-	return &server{log: log, redis: rc, hub: hub, sink: sink, logs: logs, app: app, ln: ln}, nil
+	return &server{log: log, redis: rc, hub: hub, sink: sink, logs: logs, app: app, ln: ln, keys: keys, tracking: tracking}, nil
 }
 
 // checkKeyspace applies (auto) or verifies (none) notify-keyspace-events.

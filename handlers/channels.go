@@ -12,56 +12,56 @@ const maxNameLength = 1024
 
 // channels is the source of GET /streams/channels/<channel> and
 // GET /streams/channels?pattern=<glob>.
-func channels(_ context.Context, h *handler, path string, params url.Values) (streams.Spec, error) {
+func channels(_ context.Context, h *handler, path string, params url.Values) (request, error) {
 	if err := only(params, "pattern", "encoding"); err != nil {
-		return nil, err
+		return request{}, err
 	}
 	var q streams.ChannelQuery
 	name, err := pathName(path, "channel")
 	if err != nil {
-		return nil, err
+		return request{}, err
 	}
 	pattern, err := one(params, "pattern")
 	if err != nil {
-		return nil, err
+		return request{}, err
 	}
 	switch {
 	case name != "" && params.Has("pattern"):
-		return nil, invalid("give a channel in the path or a pattern, not both")
+		return request{}, invalid("give a channel in the path or a pattern, not both")
 	case params.Has("pattern"):
 		if pattern == "" {
-			return nil, invalid("pattern is empty")
+			return request{}, invalid("pattern is empty")
 		}
 		if err := checkName("pattern", pattern); err != nil {
-			return nil, err
+			return request{}, err
 		}
 		q.Name, q.Pattern = pattern, true
 	case name != "":
 		q.Name = name
 	default:
-		return nil, invalid("give a channel (/streams/channels/<channel>) or ?pattern=<glob>")
+		return request{}, invalid("give a channel (/streams/channels/<channel>) or ?pattern=<glob>")
 	}
 	enc, err := one(params, "encoding")
 	if err != nil {
-		return nil, err
+		return request{}, err
 	}
 	switch enc {
 	case "", "text":
 	case "base64":
 		q.Base64 = true
 	default:
-		return nil, invalid("encoding must be text or base64")
+		return request{}, invalid("encoding must be text or base64")
 	}
 	if !q.Pattern && streams.InternalChannel(q.Name) {
-		return nil, forbidden(internalChannel)
+		return request{}, forbidden(internalChannel)
 	}
 	if q.Pattern && !h.cfg.ExposeChannels.AllowsPattern(q.Name) {
-		return nil, forbidden("pattern " + strconv.Quote(q.Name) + " reaches channels outside the exposed prefixes")
+		return request{}, forbidden("pattern " + strconv.Quote(q.Name) + " reaches channels outside the exposed prefixes")
 	}
 	if !q.Pattern && !h.cfg.ExposeChannels.AllowsKey(q.Name) {
-		return nil, forbidden("channel " + strconv.Quote(q.Name) + " is outside the exposed prefixes")
+		return request{}, forbidden("channel " + strconv.Quote(q.Name) + " is outside the exposed prefixes")
 	}
-	return h.cfg.Channels.Stream(q), nil
+	return single(h.cfg.Channels.Stream(q))
 }
 
 const internalChannel = "channels __keyspace@, __keyevent@ and __redis__: are Redis's own; " +

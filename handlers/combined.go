@@ -2,6 +2,7 @@ package handlers
 
 import (
 	"context"
+	"maps"
 	"net/url"
 	"regexp"
 	"strconv"
@@ -24,6 +25,7 @@ var subName = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
 func (h *handler) sources() map[string]source {
 	return map[string]source{
 		"keyspace": keyspace,
+		"keys":     keys,
 		"channels": channels,
 	}
 }
@@ -50,10 +52,10 @@ func (h *handler) combined(c *fiber.Ctx) error {
 	if len(subs) > maxSubs {
 		return invalid("more than " + strconv.Itoa(maxSubs) + " subs")
 	}
-	specs := make([]streams.Spec, 0, len(subs))
+	var joins []streams.Join
 	seen := map[string]bool{}
 	for _, sub := range subs {
-		spec, name, err := h.sub(c.UserContext(), sub)
+		req, name, err := h.sub(c.UserContext(), sub)
 		if err != nil {
 			return err
 		}
@@ -61,41 +63,48 @@ func (h *handler) combined(c *fiber.Ctx) error {
 			return invalid("sub " + strconv.Quote(name) + " is named twice")
 		}
 		seen[name] = true
-		specs = append(specs, spec)
+		joins = append(joins, req.joins()...)
 	}
-	return h.stream(c, q, specs...)
+	return h.stream(c, q, joins)
 }
 
 // sub parses one "<name>:<source>[/<name>][?<query>]".
-func (h *handler) sub(ctx context.Context, s string) (streams.Spec, string, error) {
+func (h *handler) sub(ctx context.Context, s string) (request, string, error) {
 	name, rest, ok := strings.Cut(s, ":")
 	if !ok || !subName.MatchString(name) {
-		return nil, "", invalid("sub " + strconv.Quote(s) + ": want <name>:<stream>?<query>, the name of letters, digits, _ and -")
+		return request{}, "", invalid("sub " + strconv.Quote(s) + ": want <name>:<stream>?<query>, the name of letters, digits, _ and -")
 	}
 	path, rawQuery, _ := strings.Cut(rest, "?")
 	src, arg, _ := strings.Cut(path, "/")
 	parse, ok := h.sources()[src]
 	if src == "log" {
-		return nil, "", invalid("sub " + strconv.Quote(name) + ": log streams resume by Redis entry id and cannot be combined; open them on their own")
+		return request{}, "", invalid("sub " + strconv.Quote(name) + ": log streams resume by Redis entry id and cannot be combined; open them on their own")
 	}
 	if !ok {
-		return nil, "", invalid("sub " + strconv.Quote(name) + ": unknown stream " + strconv.Quote(src))
+		return request{}, "", invalid("sub " + strconv.Quote(name) + ": unknown stream " + strconv.Quote(src))
 	}
 	q, err := url.ParseQuery(rawQuery)
 	if err != nil {
-		return nil, "", invalid("sub " + strconv.Quote(name) + ": " + err.Error())
+		return request{}, "", invalid("sub " + strconv.Quote(name) + ": " + err.Error())
 	}
 	for _, common := range []string{"lastEventId", "slow"} {
 		if q.Has(common) {
-			return nil, "", invalid("sub " + strconv.Quote(name) + ": " + common + " applies to the whole stream")
+			return request{}, "", invalid("sub " + strconv.Quote(name) + ": " + common + " applies to the whole stream")
 		}
 	}
-	spec, err := h.spec(ctx, parse, arg, q)
+	req, err := h.request(ctx, parse, arg, q)
 	if err != nil {
 		if br, ok := err.(*badRequest); ok {
 			br.msg = "sub " + strconv.Quote(name) + ": " + br.msg
 		}
-		return nil, "", err
+		return request{}, "", err
 	}
-	return streams.Tagged(spec, name), name, nil
+	for i, spec := range req.specs {
+		req.specs[i] = streams.Tagged(spec, name)
+	}
+	if req.group != nil {
+		req.group = maps.Clone(req.group)
+		req.group["sub"] = name
+	}
+	return req, name, nil
 }

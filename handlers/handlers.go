@@ -22,7 +22,13 @@ type Config struct {
 	Keyspace *streams.Keyspace
 	Channels *streams.Channels
 	Logs     *streams.Logs
-	Sink     *Sink
+	// Keys watches single keys; nil when Redis cannot do client-side caching.
+	Keys *streams.Keys
+	// Values serves GET /api/keys/<key>.
+	Values *streams.Values
+	Sink   *Sink
+	// MaxWatchKeys is how many keys one /streams/keys request may watch.
+	MaxWatchKeys int
 	// Expose limits which keys (stream keys too) clients may watch.
 	Expose Expose
 	// ExposeChannels limits which pub/sub channels clients may relay.
@@ -34,6 +40,8 @@ type Config struct {
 	PublishMaxBytes int
 	// DefaultDB is the database of the Redis URL.
 	DefaultDB int
+	// AllowOrigin, when set, is sent as Access-Control-Allow-Origin by the API.
+	AllowOrigin string
 	// Ready reports whether Redis answers.
 	Ready func(ctx context.Context) error
 	// Metrics serves /metrics.
@@ -55,9 +63,11 @@ func Register(app *fiber.App, cfg Config) {
 	}
 	app.Get("/streams", h.combined)
 	app.Get("/streams/keyspace", h.serve(keyspace))
+	app.Get("/streams/keys", h.serve(keys))
 	app.Get("/streams/channels", h.serve(channels))
 	app.Get("/streams/channels/*", h.serve(channels))
 	app.Get("/streams/log/*", h.serve(log))
+	app.Get("/api/keys/*", h.key)
 	app.Post("/api/channels/*", h.publishChannel)
 	app.Post("/api/log/*", h.publishLog)
 	if cfg.Public != nil {

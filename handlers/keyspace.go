@@ -21,42 +21,42 @@ var eventName = regexp.MustCompile(`^[a-z][a-z0-9_-]{0,63}$`)
 // keyspace is the source of GET /streams/keyspace?pattern=&events=&db=. It
 // validates and normalises the query, so equal streams share one topic
 // whatever the parameter order or duplicates.
-func keyspace(_ context.Context, h *handler, _ string, params url.Values) (streams.Spec, error) {
-	if err := only(params, "pattern", "events", "db"); err != nil {
-		return nil, err
+func keyspace(_ context.Context, h *handler, _ string, params url.Values) (request, error) {
+	if err := only(params, "pattern", "events", "db", "values"); err != nil {
+		return request{}, err
 	}
 	q := streams.KeyspaceQuery{DB: h.cfg.DefaultDB, Pattern: "*"}
 	if p, ok := params["pattern"]; ok {
 		if len(p) != 1 {
-			return nil, invalid("pattern is given more than once")
+			return request{}, invalid("pattern is given more than once")
 		}
 		q.Pattern = p[0]
 	}
 	if q.Pattern == "" {
-		return nil, invalid("pattern is empty")
+		return request{}, invalid("pattern is empty")
 	}
 	if len(q.Pattern) > maxPatternLength {
-		return nil, invalid("pattern is longer than " + strconv.Itoa(maxPatternLength) + " bytes")
+		return request{}, invalid("pattern is longer than " + strconv.Itoa(maxPatternLength) + " bytes")
 	}
 	if err := plainText("pattern", q.Pattern); err != nil {
-		return nil, err
+		return request{}, err
 	}
 	if db, err := one(params, "db"); err != nil {
-		return nil, err
+		return request{}, err
 	} else if db != "" {
 		n, err := strconv.Atoi(db)
 		if err != nil || n < 0 || n >= maxDB {
-			return nil, invalid("db must be a database number")
+			return request{}, invalid("db must be a database number")
 		}
 		q.DB = n
 	}
 	if ev, err := one(params, "events"); err != nil {
-		return nil, err
+		return request{}, err
 	} else if ev != "" {
 		for _, name := range strings.Split(ev, ",") {
 			name = strings.TrimSpace(name)
 			if !eventName.MatchString(name) {
-				return nil, invalid("events: " + strconv.Quote(name) +
+				return request{}, invalid("events: " + strconv.Quote(name) +
 					" is not an event name (lower-case letters, digits, _ and -)")
 			}
 			q.Events = append(q.Events, name)
@@ -64,8 +64,21 @@ func keyspace(_ context.Context, h *handler, _ string, params url.Values) (strea
 		slices.Sort(q.Events)
 		q.Events = slices.Compact(q.Events)
 	}
-	if !h.cfg.Expose.AllowsPattern(q.Pattern) {
-		return nil, forbidden("pattern " + strconv.Quote(q.Pattern) + " reaches keys outside the exposed prefixes")
+	if v, err := one(params, "values"); err != nil {
+		return request{}, err
+	} else if v != "" {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return request{}, invalid("values must be true or false")
+		}
+		if b && q.DB != h.cfg.DefaultDB {
+			return request{}, invalid("values=true reads the database of the Redis URL (" +
+				strconv.Itoa(h.cfg.DefaultDB) + ") only")
+		}
+		q.Values = b
 	}
-	return h.cfg.Keyspace.Stream(q), nil
+	if !h.cfg.Expose.AllowsPattern(q.Pattern) {
+		return request{}, forbidden("pattern " + strconv.Quote(q.Pattern) + " reaches keys outside the exposed prefixes")
+	}
+	return single(h.cfg.Keyspace.Stream(q))
 }

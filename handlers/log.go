@@ -15,53 +15,53 @@ import (
 const maxBacklog = 10000
 
 // log is the source of GET /streams/log/<stream-key>?from=<id>|backlog=<n>.
-func log(ctx context.Context, h *handler, path string, params url.Values) (streams.Spec, error) {
+func log(ctx context.Context, h *handler, path string, params url.Values) (request, error) {
 	if err := only(params, "from", "backlog"); err != nil {
-		return nil, err
+		return request{}, err
 	}
 	var q streams.LogQuery
 	key, err := pathName(path, "stream key")
 	if err != nil {
-		return nil, err
+		return request{}, err
 	}
 	if key == "" {
-		return nil, invalid("give a stream key: /streams/log/<stream-key>")
+		return request{}, invalid("give a stream key: /streams/log/<stream-key>")
 	}
 	q.Key = key
 	from, err := one(params, "from")
 	if err != nil {
-		return nil, err
+		return request{}, err
 	}
 	backlog, err := one(params, "backlog")
 	if err != nil {
-		return nil, err
+		return request{}, err
 	}
 	if from != "" && backlog != "" {
-		return nil, invalid("give from or backlog, not both")
+		return request{}, invalid("give from or backlog, not both")
 	}
 	if from != "" {
 		if _, ok := streams.ParseEntryID(from); !ok {
-			return nil, invalid("from must be a stream entry id (<ms>-<seq> or <ms>)")
+			return request{}, invalid("from must be a stream entry id (<ms>-<seq> or <ms>)")
 		}
 		q.From = from
 	}
 	if backlog != "" {
 		n, err := strconv.Atoi(backlog)
 		if err != nil || n < 1 || n > maxBacklog {
-			return nil, invalid("backlog must be a number from 1 to " + strconv.Itoa(maxBacklog))
+			return request{}, invalid("backlog must be a number from 1 to " + strconv.Itoa(maxBacklog))
 		}
 		q.Backlog = n
 	}
 	if !h.cfg.Expose.AllowsKey(q.Key) {
-		return nil, forbidden("stream key " + strconv.Quote(q.Key) + " is outside the exposed prefixes")
+		return request{}, forbidden("stream key " + strconv.Quote(q.Key) + " is outside the exposed prefixes")
 	}
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	if err := h.cfg.Logs.Check(ctx, q.Key); err != nil {
 		if errors.Is(err, streams.ErrNotStream) {
-			return nil, &badRequest{status: fiber.StatusConflict, msg: err.Error()}
+			return request{}, &badRequest{status: fiber.StatusConflict, msg: err.Error()}
 		}
-		return nil, &badRequest{status: fiber.StatusServiceUnavailable, msg: "redis unreachable: " + err.Error()}
+		return request{}, &badRequest{status: fiber.StatusServiceUnavailable, msg: "redis unreachable: " + err.Error()}
 	}
-	return h.cfg.Logs.Stream(q), nil
+	return single(h.cfg.Logs.Stream(q))
 }

@@ -42,16 +42,16 @@ func FuzzStreamQuery(f *testing.F) {
 		if err != nil {
 			return
 		}
-		spec, err := h.spec(context.Background(), keyspace, "", q)
+		req, err := h.request(context.Background(), keyspace, "", q)
 		if err != nil {
 			if _, ok := err.(*badRequest); !ok {
 				t.Fatalf("%q: error %T %v is not a client error", raw, err, err)
 			}
 			return
 		}
-		again, err := h.spec(context.Background(), keyspace, "", q)
-		if err != nil || again.Key() != spec.Key() {
-			t.Fatalf("%q: parsed twice to %q and %q (%v)", raw, spec.Key(), again.Key(), err)
+		again, err := h.request(context.Background(), keyspace, "", q)
+		if err != nil || again.specs[0].Key() != req.specs[0].Key() {
+			t.Fatalf("%q: parsed twice to %q and %q (%v)", raw, req.specs[0].Key(), again.specs[0].Key(), err)
 		}
 		_, _ = parsePolicy(q)
 	})

@@ -13,10 +13,34 @@ import (
 
 const maxIDLength = 128
 
-// source turns a stream request into a spec: name is what the path names
-// after the source (a channel, a stream key; "" when nothing), q the query.
-// Every stream endpoint and every sub= of a combined stream goes through one.
-type source func(ctx context.Context, h *handler, name string, q url.Values) (streams.Spec, error)
+// source turns a stream request into the specs of its topics: name is what
+// the path names after the source (a channel, a stream key; "" when
+// nothing), q the query. Every stream endpoint and every sub= of a combined
+// stream goes through one.
+type source func(ctx context.Context, h *handler, name string, q url.Values) (request, error)
+
+// request is what a source asks for: usually one spec; a key watch is one
+// spec per key, seen by the client as one stream (group is then the data of
+// its single "connected" event).
+type request struct {
+	specs []streams.Spec
+	group map[string]any
+}
+
+func single(spec streams.Spec) (request, error) { return request{specs: []streams.Spec{spec}}, nil }
+
+// joins are the hub's joins for the request.
+func (r request) joins() []streams.Join {
+	var g *streams.Group
+	if r.group != nil {
+		g = &streams.Group{Describe: r.group}
+	}
+	joins := make([]streams.Join, len(r.specs))
+	for i, spec := range r.specs {
+		joins[i] = streams.Join{Spec: spec, Group: g}
+	}
+	return joins
+}
 
 // serve is the handler of one stream endpoint.
 func (h *handler) serve(src source) fiber.Handler {
@@ -25,25 +49,30 @@ func (h *handler) serve(src source) fiber.Handler {
 		if err != nil {
 			return err
 		}
-		spec, err := h.spec(c.UserContext(), src, strings.Clone(c.Params("*")), q)
+		req, err := h.request(c.UserContext(), src, strings.Clone(c.Params("*")), q)
 		if err != nil {
 			return err
 		}
-		return h.stream(c, q, spec)
+		return h.stream(c, q, req.joins())
 	}
 }
 
-// spec is src's spec followed by the request's operators.
-func (h *handler) spec(ctx context.Context, src source, name string, q url.Values) (streams.Spec, error) {
-	spec, err := src(ctx, h, name, q)
+// request is src's request with its operators after every spec.
+func (h *handler) request(ctx context.Context, src source, name string, q url.Values) (request, error) {
+	req, err := src(ctx, h, name, q)
 	if err != nil {
-		return nil, err
+		return request{}, err
 	}
 	ops, err := parseOps(q)
 	if err != nil {
-		return nil, err
+		return request{}, err
 	}
-	return streams.WithOps(spec, ops, h.cfg.Hub.Metrics()), nil
+	for i, spec := range req.specs {
+		if req.specs[i], err = streams.WithOps(spec, ops, h.cfg.Hub.Metrics()); err != nil {
+			return request{}, invalid(err.Error())
+		}
+	}
+	return req, nil
 }
 
 // lastEventID is where a client resumes: the Last-Event-ID header a
@@ -70,7 +99,7 @@ func lastEventID(c *fiber.Ctx, q url.Values) (string, error) {
 // applies to the whole connection (where to resume, the slow-consumer
 // policy). Nothing is subscribed until the connection is handed over, so a
 // request that fails before that leaves nothing behind.
-func (h *handler) stream(c *fiber.Ctx, q url.Values, specs ...streams.Spec) error {
+func (h *handler) stream(c *fiber.Ctx, q url.Values, joins []streams.Join) error {
 	lastID, err := lastEventID(c, q)
 	if err != nil {
 		return err
@@ -81,7 +110,7 @@ func (h *handler) stream(c *fiber.Ctx, q url.Values, specs ...streams.Spec) erro
 	}
 	hub := h.cfg.Hub
 	subscribe := func(r streams.Receiver) ([]*streams.Subscription, error) {
-		return hub.SubscribeAll(specs, r, lastID)
+		return hub.SubscribeAll(joins, r, lastID)
 	}
 	sink := h.cfg.Sink
 	ctx := c.Context()

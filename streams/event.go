@@ -3,6 +3,8 @@
 // multicasts the encoded frames to every subscriber. It knows nothing of HTTP.
 package streams
 
+import "encoding/json"
+
 // Kind tells the hub how to treat an Event travelling down a pipeline.
 type Kind uint8
 
@@ -51,4 +53,8 @@ type KeyspaceEvent struct {
 	DB    int    `json:"db"`
 	// TS is when Keyflux received the notification, in Unix milliseconds.
 	TS int64 `json:"ts"`
+	// Type and Value are the key's state right after the event, on streams
+	// asked for with values=true (see KeyState).
+	Type  string          `json:"type,omitempty"`
+	Value json.RawMessage `json:"value,omitempty"`
 }

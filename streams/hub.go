@@ -64,6 +64,7 @@ type Subscription struct {
 	t      *topic
 	r      Receiver
 	lastID string
+	group  *Group
 	idx    int  // position in t.subs, -1 once removed
 	greet  bool // still owed its "connected" event
 
@@ -78,26 +79,44 @@ type Subscription struct {
 
 // Subscribe joins r to the topic of spec, starting the topic if it is new.
 // r first receives "connected" (once the upstream is live), then, when
-// lastID is set, the frames it missed or a "reset", then live frames.
+// lastID is set, the frames it missed or a "reset" (a fresh snapshot for a
+// Healer), then live frames.
 func (h *Hub) Subscribe(spec Spec, r Receiver, lastID string) (*Subscription, error) {
-	subs, err := h.SubscribeAll([]Spec{spec}, r, lastID)
+	subs, err := h.SubscribeAll([]Join{{Spec: spec}}, r, lastID)
 	if err != nil {
 		return nil, err
 	}
 	return subs[0], nil
 }
 
-// SubscribeAll joins r to several topics at once, as one combined stream:
-// the frames each topic missed since lastID are merged in id order, and
-// live frames follow in id order too, so one Last-Event-ID resumes them all.
-func (h *Hub) SubscribeAll(specs []Spec, r Receiver, lastID string) ([]*Subscription, error) {
+// A Join is one topic a receiver joins. Joins that share a Group get one
+// "connected" event between them (a watch of several keys is one stream);
+// a Join without one gets its own.
+type Join struct {
+	Spec  Spec
+	Group *Group
+}
+
+// Group makes one client's subscriptions to several topics look like one
+// stream (a watch of several keys): the client gets a single "connected"
+// event, with Describe as its data, before any frame of any of the topics.
+type Group struct {
+	Describe map[string]any
+	greeted  bool // guarded by the hub's order lock
+}
+
+// SubscribeAll joins r to several topics at once, as one stream: the frames
+// each topic missed since lastID are merged in id order, and live frames
+// follow in id order too, so one Last-Event-ID resumes them all.
+func (h *Hub) SubscribeAll(joins []Join, r Receiver, lastID string) ([]*Subscription, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.closed {
 		return nil, ErrClosed
 	}
-	topics := make([]*topic, len(specs))
-	for i, spec := range specs {
+	topics := make([]*topic, len(joins))
+	for i, j := range joins {
+		spec := j.Spec
 		if topics[i] = h.topics[spec.Key()]; topics[i] == nil {
 			topics[i] = h.start(spec)
 		}
@@ -116,7 +135,8 @@ func (h *Hub) SubscribeAll(specs []Spec, r Receiver, lastID string) ([]*Subscrip
 			t.linger.Stop()
 			t.linger = nil
 		}
-		subs[i] = &Subscription{t: t, r: r, lastID: lastID, idx: len(t.subs), greet: true, spec: specs[i]}
+		subs[i] = &Subscription{t: t, r: r, lastID: lastID, idx: len(t.subs), greet: true,
+			spec: joins[i].Spec, group: joins[i].Group}
 		t.subs = append(t.subs, subs[i])
 		if t.ready {
 			welcomes = append(welcomes, subs[i])
@@ -174,6 +194,10 @@ func (h *Hub) start(spec Spec) *topic {
 	seq, _ := h.ids.next()
 	ctx, cancel := context.WithCancel(context.Background())
 	durable, _ := spec.(Durable)
+	size := h.opts.ReplaySize
+	if _, ok := spec.(Healer); ok {
+		size = 1 // see Healer
+	}
 	t := &topic{
 		hub:     h,
 		key:     spec.Key(),
@@ -181,7 +205,7 @@ func (h *Hub) start(spec Spec) *topic {
 		durable: durable,
 		ctx:     ctx,
 		cancel:  cancel,
-		ring:    newRing(h.opts.ReplaySize, seq),
+		ring:    newRing(size, seq),
 		events:  h.opts.Metrics.EventsIn.WithLabelValues(spec.Source()),
 	}
 	h.topics[t.key] = t

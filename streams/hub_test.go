@@ -375,7 +375,7 @@ func TestHubCombinedStreamIsInIDOrderAndResumes(t *testing.T) {
 	defer h.Close()
 	a, b := newMemSpec("a"), newMemSpec("b")
 	r := newRecorder()
-	subs, err := h.SubscribeAll([]Spec{a, b}, r, "")
+	subs, err := h.SubscribeAll([]Join{{Spec: a}, {Spec: b}}, r, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -407,7 +407,7 @@ func TestHubCombinedStreamIsInIDOrderAndResumes(t *testing.T) {
 	// Resume from the middle: exactly the rest, in order, no duplicates.
 	mid := got[2+n]
 	r2 := newRecorder()
-	if _, err := h.SubscribeAll([]Spec{a, b}, r2, mid.ID); err != nil {
+	if _, err := h.SubscribeAll([]Join{{Spec: a}, {Spec: b}}, r2, mid.ID); err != nil {
 		t.Fatal(err)
 	}
 	rest := r2.wait(t, 2+n-1)
@@ -419,7 +419,7 @@ func TestHubCombinedStreamIsInIDOrderAndResumes(t *testing.T) {
 	if r2.count() != 2+n-1 {
 		t.Fatalf("resume sent %d frames, want %d", r2.count(), 2+n-1)
 	}
-	if _, err := h.SubscribeAll([]Spec{a, a}, newRecorder(), ""); err == nil {
+	if _, err := h.SubscribeAll([]Join{{Spec: a}, {Spec: a}}, newRecorder(), ""); err == nil {
 		t.Fatal("one topic twice in a combined stream was accepted")
 	}
 }

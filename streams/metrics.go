@@ -13,6 +13,8 @@ type Metrics struct {
 	Replayed         prometheus.Counter
 	Resets           *prometheus.CounterVec
 	Dropped          prometheus.Counter
+	Healed           prometheus.Counter
+	KeyReads         prometheus.Counter
 }
 
 // unregistered serves parts built without metrics.
@@ -54,13 +56,21 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "keyflux_resets_total",
 			Help: "Reset events sent, by reason.",
 		}, []string{"reason"}),
+		Healed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "keyflux_snapshots_sent_total",
+			Help: "Fresh snapshots sent to clients of state streams instead of a replay or reset.",
+		}),
 		Dropped: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "keyflux_upstream_dropped_total",
 			Help: "Redis messages dropped because a stream's pipeline fell behind (each causes a reset).",
 		}),
+		KeyReads: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "keyflux_key_reads_total",
+			Help: "Round trips to Redis reading key values (client-side cache misses and uncached reads).",
+		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.Topics, m.Upstream, m.PipelinesStarted, m.OperatorErrors, m.EventsIn, m.FramesOut, m.Replayed, m.Resets, m.Dropped)
+		reg.MustRegister(m.Topics, m.Upstream, m.PipelinesStarted, m.OperatorErrors, m.EventsIn, m.FramesOut, m.Replayed, m.Resets, m.Healed, m.Dropped, m.KeyReads)
 	}
 	return m
 }

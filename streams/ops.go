@@ -171,15 +171,56 @@ func position(src string, offset int) (line, col int) {
 // does not split streams.
 func (c *Operators) Key() string { return c.key }
 
+// ErrOpsOnDurable refuses operators on a Durable stream: its history is
+// replayed from the source, past any pipeline.
+var ErrOpsOnDurable = errors.New("operators do not apply to log streams, whose history is replayed from Redis")
+
 // WithOps returns spec followed by ops (spec itself when ops is nil).
-func WithOps(spec Spec, ops *Operators, m *Metrics) Spec {
+func WithOps(spec Spec, ops *Operators, m *Metrics) (Spec, error) {
 	if ops == nil {
-		return spec
+		return spec, nil
+	}
+	if _, ok := spec.(Durable); ok {
+		return nil, ErrOpsOnDurable
 	}
 	if m == nil {
 		m = unregistered
 	}
-	return &opsSpec{Spec: spec, ops: ops, m: m}
+	o := &opsSpec{Spec: spec, ops: ops, m: m}
+	if h, ok := spec.(Healer); ok {
+		return &opsHealer{o, h}, nil
+	}
+	return o, nil
+}
+
+// opsHealer keeps a state stream healing through its operators: the
+// snapshot is filtered and mapped like any event (throttle and buffer do
+// not apply to one snapshot).
+type opsHealer struct {
+	*opsSpec
+	h Healer
+}
+
+func (s *opsHealer) Heal() (Event, bool) {
+	ev, ok := s.h.Heal()
+	if !ok {
+		return ev, false
+	}
+	o := s.ops
+	if o.filter != nil { // a VM of its own: the pipeline's runs elsewhere
+		keep, err := (&vm.VM{MemoryBudget: maxExprMemory}).Run(o.filter, exprEnv(ev))
+		if err != nil || keep != true {
+			return ev, false
+		}
+	}
+	if o.mapTo != nil {
+		machine := &vm.VM{MemoryBudget: maxExprMemory}
+		run := func(ev Event) (any, error) { return machine.Run(o.mapTo, exprEnv(ev)) }
+		if !mapEvent(&ev, run, s.m) {
+			return ev, false
+		}
+	}
+	return ev, true
 }
 
 type opsSpec struct {

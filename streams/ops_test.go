@@ -39,7 +39,11 @@ func opsHub(t *testing.T, ops Ops) (*memSpec, *recorder, *Metrics) {
 	t.Cleanup(h.Close)
 	spec := newMemSpec("s")
 	r := newRecorder()
-	if _, err := h.Subscribe(WithOps(spec, compiled, m), r, ""); err != nil {
+	withOps, err := WithOps(spec, compiled, m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.Subscribe(withOps, r, ""); err != nil {
 		t.Fatal(err)
 	}
 	r.wait(t, 1)

@@ -26,6 +26,9 @@ func (g *ids) next() (uint64, string) {
 	return n, g.format(n)
 }
 
+// issued is the newest position handed out; no id beyond it is genuine.
+func (g *ids) issued() uint64 { return g.seq.Load() }
+
 func (g *ids) format(n uint64) string {
 	return g.epoch + "-" + strconv.FormatUint(n, 10)
 }

@@ -17,6 +17,8 @@ type KeyspaceQuery struct {
 	DB      int
 	Pattern string
 	Events  []string // sorted, without duplicates; empty means all
+	// Values adds the key's type and value to every event.
+	Values bool
 }
 
 // Keyspace turns Redis keyspace notifications into streams.
@@ -27,6 +29,11 @@ type Keyspace struct {
 	// Buffer is how many notifications may wait for the pipeline before
 	// the stream drops them and resets its subscribers.
 	Buffer int
+	// Values reads keys for streams with values=true. It must read from
+	// Redis, not from a client-side cache: the notification arrives on
+	// another connection than the cache's invalidation, so a cached copy
+	// could still be the value from before the event.
+	Values *Values
 }
 
 // Stream returns the spec of the stream q selects.
@@ -42,8 +49,11 @@ type keyspaceSpec struct {
 func (s *keyspaceSpec) Source() string { return "keyspace" }
 
 func (s *keyspaceSpec) Key() string {
-	return "keyspace db=" + strconv.Itoa(s.q.DB) + " events=" + strings.Join(s.q.Events, ",") +
-		" pattern=" + s.q.Pattern
+	key := "keyspace db=" + strconv.Itoa(s.q.DB) + " events=" + strings.Join(s.q.Events, ",")
+	if s.q.Values {
+		key += " values"
+	}
+	return key + " pattern=" + s.q.Pattern
 }
 
 func (s *keyspaceSpec) Describe() map[string]any {
@@ -51,7 +61,8 @@ func (s *keyspaceSpec) Describe() map[string]any {
 	if events == nil {
 		events = []string{}
 	}
-	return map[string]any{"stream": "keyspace", "db": s.q.DB, "pattern": s.q.Pattern, "events": events}
+	return map[string]any{"stream": "keyspace", "db": s.q.DB, "pattern": s.q.Pattern, "events": events,
+		"values": s.q.Values}
 }
 
 func (s *keyspaceSpec) prefix() string {
@@ -92,7 +103,30 @@ func (s *keyspaceSpec) Open(ctx context.Context) rxgo.Observable {
 			return ev.Kind != Data || found
 		})
 	}
+	if s.q.Values && s.k.Values != nil {
+		// One read per event per stream, in order, after the filter.
+		obs = obs.Map(func(_ context.Context, i any) (any, error) {
+			ev := i.(Event)
+			if ev.Kind == Data {
+				ev.Data = s.k.withValue(ctx, ev.Data.(KeyspaceEvent))
+			}
+			return ev, nil
+		})
+	}
 	return obs
+}
+
+// withValue adds the key's current type and value to e. A value that
+// cannot be read is left out; the event still goes.
+func (k *Keyspace) withValue(ctx context.Context, e KeyspaceEvent) KeyspaceEvent {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	st, err := k.Values.Read(ctx, e.Key)
+	if err != nil {
+		return e
+	}
+	e.Type, e.Value = st.Type, st.Value
+	return e
 }
 
 func (k *Keyspace) buffer() int {

@@ -21,3 +21,22 @@ type Spec interface {
 	// Describe is the data of the "connected" event.
 	Describe() map[string]any
 }
+
+// Healer is implemented by specs whose stream is the state of something (a
+// key's value) rather than a log of events. Such a stream can always heal: a
+// subscriber the replay ring cannot vouch for (a new one, or one resuming
+// from an unknown or expired id) gets the current state instead of a
+// "reset", and needs nothing else to be up to date. So the hub keeps only
+// the newest frame of such a topic: enough to tell a subscriber that missed
+// nothing or one change from one that missed more, who gets one snapshot
+// instead of every intermediate value.
+type Healer interface {
+	Spec
+	// Heal returns the event (a "snapshot", sent without an id) that
+	// brings one subscriber up to date, and false when there is no state
+	// to give. It is called with the topic locked, so it must not block.
+	// The source must update the state Heal reports before it emits the
+	// event announcing the change, so that a subscriber healed in between
+	// gets the change twice, never not at all.
+	Heal() (Event, bool)
+}

@@ -12,7 +12,11 @@ import (
 // data becomes {"sub": name, "data": <the event's data>}, which a page uses
 // to route them. A text payload becomes a JSON string there, exactly.
 func Tagged(spec Spec, name string) Spec {
-	return &taggedSpec{Spec: spec, name: name}
+	t := &taggedSpec{Spec: spec, name: name}
+	if h, ok := spec.(Healer); ok {
+		return &taggedHealer{t, h}
+	}
+	return t
 }
 
 type taggedSpec struct {
@@ -37,14 +41,31 @@ func (s *taggedSpec) Describe() map[string]any {
 func (s *taggedSpec) Open(ctx context.Context) rxgo.Observable {
 	return s.Spec.Open(ctx).Map(func(_ context.Context, i any) (any, error) {
 		ev := i.(Event)
-		if ev.Kind != Data {
-			return ev, nil
+		if ev.Kind == Data {
+			s.tag(&ev)
 		}
-		data := ev.Data
-		if ev.Raw != nil {
-			data = string(ev.Raw)
-		}
-		ev.Data, ev.Raw = TaggedData{Sub: s.name, Data: data}, nil
 		return ev, nil
 	})
+}
+
+func (s *taggedSpec) tag(ev *Event) {
+	data := ev.Data
+	if ev.Raw != nil {
+		data = string(ev.Raw)
+	}
+	ev.Data, ev.Raw = TaggedData{Sub: s.name, Data: data}, nil
+}
+
+// taggedHealer keeps a state stream healing inside a combined stream.
+type taggedHealer struct {
+	*taggedSpec
+	h Healer
+}
+
+func (s *taggedHealer) Heal() (Event, bool) {
+	ev, ok := s.h.Heal()
+	if ok {
+		s.tag(&ev)
+	}
+	return ev, ok
 }

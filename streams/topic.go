@@ -132,10 +132,12 @@ func (t *topic) markReady(head string) {
 	}
 }
 
-// welcome sends subscriptions of ONE receiver their "connected" events, then
-// what they missed in id order (or a "reset"). Durable topics' subscribers
-// catch up from the source's history instead. It is called with h.order and
-// the lock of every topic involved held.
+// welcome sends subscriptions of ONE receiver their "connected" events (one
+// per Group), then what they missed in id order; when the rings cannot vouch
+// for the client's last id, a fresh snapshot from each Healer and, unless
+// every topic healed, a "reset". Durable topics' subscribers catch up from
+// the source's history instead. It is called with h.order and the lock of
+// every topic involved held.
 func (h *Hub) welcome(subs []*Subscription) {
 	subs = slices.DeleteFunc(subs, func(s *Subscription) bool {
 		if s.t.durable != nil {
@@ -149,49 +151,74 @@ func (h *Hub) welcome(subs []*Subscription) {
 	}
 	ids, m := h.ids, h.opts.Metrics
 	lastID := subs[0].lastID
-	now := ids.seq.Load() // with h.order held, everything up to now is delivered
-	reset := ""
+	now := ids.issued() // with h.order held, everything up to now is delivered
 	var seq uint64
-	if lastID != "" {
+	known := lastID != ""
+	if known {
 		var ok bool
-		if seq, ok = ids.parse(lastID); !ok || seq > now {
-			reset = ResetUnknownID
-		}
+		seq, ok = ids.parse(lastID)
+		known = ok && seq <= now
 	}
+	// Per topic: replay what the ring holds after the client's position;
+	// where it cannot, a state stream heals with a snapshot and any other
+	// makes the client reset.
 	type pending struct {
 		seq uint64
 		f   *Frame
 	}
 	var replay []pending
-	if lastID != "" && reset == "" {
-		for _, s := range subs {
-			frames, seqs, ok := s.t.ring.after(seq)
-			if !ok {
-				reset, replay = ResetExpiredID, nil
-				break
-			}
-			for i, f := range frames {
-				replay = append(replay, pending{seqs[i], f})
+	var heals []*Frame
+	reset := ""
+	for _, s := range subs {
+		if known {
+			if frames, seqs, ok := s.t.ring.after(seq); ok {
+				for i, f := range frames {
+					replay = append(replay, pending{seqs[i], f})
+				}
+				continue
 			}
 		}
-		slices.SortFunc(replay, func(a, b pending) int { return cmp.Compare(a.seq, b.seq) })
+		if healer, ok := s.t.spec.(Healer); ok {
+			if ev, ok := healer.Heal(); ok {
+				if f, err := EncodeFrame("", ev.Name, ev.Data, ev.Raw); err == nil {
+					heals = append(heals, f)
+				}
+			}
+			continue
+		}
+		switch {
+		case lastID == "":
+		case !known:
+			reset = ResetUnknownID
+		case reset == "":
+			reset = ResetExpiredID
+		}
 	}
-	// A resuming client keeps its own last id until the replay moves it on;
-	// any other client is placed at now, so that a reconnect before the
-	// first event still resumes without a gap.
+	slices.SortFunc(replay, func(a, b pending) int { return cmp.Compare(a.seq, b.seq) })
+	// A resuming client keeps its own last id until the replay moves it on
+	// (a snapshot needs no position: it is sent again); any other is placed
+	// at now, so that a reconnect before the first event resumes without a gap.
 	id := ""
-	if lastID == "" || reset != "" {
+	if !known || reset != "" {
 		id = ids.format(now)
 	}
 	var out []*Frame
 	for _, s := range subs {
 		s.greet = false
-		out = append(out, mustFrame(id, "connected", s.t.spec.Describe()))
+		switch g := s.group; {
+		case g == nil:
+			out = append(out, mustFrame(id, "connected", s.t.spec.Describe()))
+		case !g.greeted:
+			g.greeted = true
+			out = append(out, mustFrame(id, "connected", g.Describe))
+		}
 	}
 	if reset != "" {
 		m.Resets.WithLabelValues(reset).Inc()
 		out = append(out, mustFrame("", "reset", resetData(reset, "")))
 	}
+	m.Healed.Add(float64(len(heals)))
+	out = append(out, heals...)
 	for _, p := range replay {
 		out = append(out, p.f)
 	}

@@ -1,0 +1,64 @@
+package streams
+
+import (
+	"bytes"
+	"time"
+)
+
+// change is the event that takes watchers from prev to st, if any.
+func change(prev, st KeyState, resync bool, event string) (Event, bool) {
+	switch {
+	case resync:
+		return Event{Name: "snapshot", Data: st}, true
+	case st.Exists && prev.Exists && same(prev, st):
+		// A write that changed nothing (SET to the same value), or a second
+		// read of a change already read: watchers have this state.
+		return Event{}, false
+	case st.Exists:
+		return Event{Name: "update", Data: st}, true
+	case prev.Exists:
+		return Event{Name: "delete", Data: KeyDeleted{Key: st.Key, Reason: deleteReason(event, prev)}}, true
+	}
+	return Event{}, false // absent before and after: nothing to tell
+}
+
+// expiryJitter is how far apart two reads may place one expiry time: each
+// adds Redis's PTTL to the local clock when the reply arrives.
+const expiryJitter = 50
+
+// same reports whether two reads found the same state.
+func same(a, b KeyState) bool {
+	if a.Type != b.Type || !bytes.Equal(a.Value, b.Value) || (a.expireAt == 0) != (b.expireAt == 0) {
+		return false
+	}
+	d := a.expireAt - b.expireAt
+	return -expiryJitter <= d && d <= expiryJitter
+}
+
+// removes reports whether a keyspace event is one that takes the key away.
+func removes(event string) bool {
+	switch event {
+	case "del", "expired", "evicted", "rename_from", "move_from":
+		return true
+	}
+	return false
+}
+
+// deleteReason names why a key went away, from the keyspace event that
+// removed it. Without one (notifications off), a key past its TTL expired.
+func deleteReason(event string, prev KeyState) string {
+	switch event {
+	case "del", "expired", "evicted":
+		return event
+	case "rename_from":
+		return "renamed"
+	case "move_from":
+		return "moved"
+	case "":
+		if prev.expireAt != 0 && prev.expireAt <= time.Now().UnixMilli() {
+			return "expired"
+		}
+		return "unknown"
+	}
+	return event
+}
