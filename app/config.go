@@ -29,6 +29,7 @@ type Config struct {
 	AllowOrigin    string
 	LogLevel       slog.Level
 	LogFormat      string
+	Demo           bool
 }
 
 // parseConfig reads flags, then the environment for flags not given.
@@ -49,6 +50,7 @@ func parseConfig(args []string, stderr io.Writer) (Config, error) {
 	fs.StringVar(&c.AllowOrigin, "allow-origin", "", "Access-Control-Allow-Origin for streams and the API (empty: same origin only)")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&c.LogFormat, "log-format", "text", "text or json")
+	fs.BoolVar(&c.Demo, "demo", false, "also run a demo writer: sample sensor:*, session:*, order:* keys in the Redis in use")
 	if err := ff.Parse(fs, args, ff.WithEnvVarPrefix("KEYFLUX")); err != nil {
 		return c, err
 	}

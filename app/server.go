@@ -17,6 +17,9 @@ import (
 	"github.com/keyflux/keyflux/streams"
 )
 
+// demoTick paces the --demo writer: at most four commands a tick.
+const demoTick = 300 * time.Millisecond
+
 // server is one running Keyflux: Redis, the hub, the sink and HTTP.
 type server struct {
 	log   *slog.Logger
@@ -25,6 +28,8 @@ type server struct {
 	sink  *handlers.Sink
 	app   *fiber.App
 	ln    net.Listener
+	// stopDemo ends the --demo writer; nil without --demo.
+	stopDemo func()
 }
 
 // newServer connects to Redis, checks its keyspace settings and wires the
@@ -75,6 +80,9 @@ func newServer(ctx context.Context, cfg Config, log *slog.Logger) (*server, erro
 		Ready:     rc.ping,
 		Metrics:   promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}),
 		Public:    public.Files,
+		ReadKey: func(ctx context.Context, key string) (streams.KeyState, error) {
+			return streams.ReadKey(ctx, rc.client, key)
+		},
 	})
 
 	ln, err := net.Listen("tcp", cfg.Listen)
@@ -83,7 +91,11 @@ func newServer(ctx context.Context, cfg Config, log *slog.Logger) (*server, erro
 		rc.close()
 		return nil, err
 	}
-	return &server{log: log, redis: rc, hub: hub, sink: sink, app: app, ln: ln}, nil
+	s := &server{log: log, redis: rc, hub: hub, sink: sink, app: app, ln: ln}
+	if cfg.Demo {
+		s.stopDemo = startDemo(rc.client, demoTick, log)
+	}
+	return s, nil
 }
 
 // checkKeyspace applies (auto) or verifies (none) notify-keyspace-events.
@@ -109,6 +121,9 @@ func (s *server) serve() error { return s.app.Listener(s.ln) }
 // shutdown ends streams first (browsers reconnect elsewhere and resume),
 // then HTTP, then the topics' Redis subscriptions, then Redis itself.
 func (s *server) shutdown(timeout time.Duration) {
+	if s.stopDemo != nil {
+		s.stopDemo()
+	}
 	s.sink.Close()
 	if err := s.app.ShutdownWithTimeout(timeout); err != nil {
 		s.log.Warn("http shutdown", "err", err)

@@ -31,6 +31,8 @@ type Config struct {
 	Metrics http.Handler
 	// Public is the dashboard's files.
 	Public fs.FS
+	// ReadKey reads one key of DefaultDB for GET /api/keys/<key>.
+	ReadKey func(ctx context.Context, key string) (streams.KeyState, error)
 }
 
 // Register mounts every route on app.
@@ -42,6 +44,7 @@ func Register(app *fiber.App, cfg Config) {
 		app.Get("/metrics", adaptor.HTTPHandler(cfg.Metrics))
 	}
 	app.Get("/streams/keyspace", h.keyspace)
+	app.Get("/api/keys/*", h.key)
 	if cfg.Public != nil {
 		app.Use("/", filesystem.New(filesystem.Config{Root: http.FS(cfg.Public), MaxAge: 60}))
 	}
