@@ -33,6 +33,9 @@ type page struct {
 // and loads the dashboard. Any uncaught JavaScript exception fails the test.
 func openDashboard(t *testing.T, k *keyflux, width, height int) *page {
 	t.Helper()
+	if _, err := os.Stat(chromiumPath); err != nil {
+		t.Fatalf("the dashboard tests need Debian's chromium (go tool task chromium installs it): %v", err)
+	}
 	opts := []chromedp.ExecAllocatorOption{
 		chromedp.ExecPath(chromiumPath),
 		chromedp.Headless,

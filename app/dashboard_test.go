@@ -176,6 +176,15 @@ func TestDashboardShowsServerErrorsNextToFields(t *testing.T) {
 	p.waitFor(`document.getElementById("pin-error").textContent.includes("outside the exposed prefixes")`,
 		"the refusal of a pin outside the exposed prefixes")
 
+	// A filter the server refuses (or, before filters exist, ignores) is
+	// reported next to the filter field, never silently dropped.
+	p.typeInto("#events", "")
+	p.typeInto("#filter", "value >")
+	p.click("#watch")
+	p.waitFor(`document.getElementById("filter-error").textContent !== "" &&
+		document.getElementById("events-error").textContent === ""`, "a message next to the filter")
+	p.typeInto("#filter", "")
+
 	// The page keeps working once the input is fixed.
 	p.subscribe("user:*", "set")
 	if eval[string](p, `document.getElementById("events-error").textContent`) != "" {
@@ -202,7 +211,7 @@ func TestDashboardScreenshots(t *testing.T) {
 		p.click("#pin-form button")
 	}
 	p.waitFor(count("#log li.event")+" > 40 && "+count("#rate-legend li")+" >= 4 && "+
-		count(`.pin[data-state="present"]`)+` === 2 && document.getElementById("rate-chart").dataset.span >= 6`,
+		count(`.pin[data-state="present"]`)+` === 2 && document.getElementById("rate-chart").dataset.history >= 5`,
 		"a busy page with a few seconds of rates")
 	p.screenshot("desktop", false)
 	p.do(colorScheme("dark"))

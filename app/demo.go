@@ -50,7 +50,7 @@ var (
 
 // startDemo runs the demo writer until stop is called; stop waits for it.
 func startDemo(c rueidis.Client, tick time.Duration, log *slog.Logger) (stop func()) {
-	d := &demo{c: c, log: log, tick: tick, rng: rand.New(rand.NewPCG(1, uint64(time.Now().UnixNano())))}
+	d := &demo{c: c, log: log, tick: tick, rng: demoRand()}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
@@ -63,6 +63,8 @@ func startDemo(c rueidis.Client, tick time.Duration, log *slog.Logger) (stop fun
 		<-done
 	}
 }
+
+func demoRand() *rand.Rand { return rand.New(rand.NewPCG(1, uint64(time.Now().UnixNano()))) }
 
 func (d *demo) run(ctx context.Context) {
 	t := time.NewTicker(d.tick)

@@ -118,8 +118,9 @@ func (s *server) addr() string { return s.ln.Addr().String() }
 
 func (s *server) serve() error { return s.app.Listener(s.ln) }
 
-// shutdown ends streams first (browsers reconnect elsewhere and resume),
-// then HTTP, then the topics' Redis subscriptions, then Redis itself.
+// shutdown stops the demo writer, ends streams (browsers reconnect
+// elsewhere and resume), then HTTP, then the topics' Redis subscriptions,
+// then Redis itself.
 func (s *server) shutdown(timeout time.Duration) {
 	if s.stopDemo != nil {
 		s.stopDemo()

@@ -79,7 +79,13 @@ async function subscribe() {
       if (s === stream) showState(state, d);
     },
     onConnected: (info) => {
-      if (s === stream) $("conn").dataset.pattern = info?.pattern ?? "";
+      if (s !== stream) return;
+      $("conn").dataset.pattern = info?.pattern ?? "";
+      // A server without filters ignores the parameter: say so rather
+      // than show unfiltered events as if they were filtered.
+      if (q.has("filter") && info && !("filter" in info)) {
+        showError("filter", "This server ignored the filter: it does not support filter expressions yet.");
+      }
     },
     onReset: (reason) => {
       const at = clockTime(Date.now());
@@ -101,11 +107,11 @@ async function subscribe() {
 // fieldOf guesses which field an error message is about: the server's
 // messages start with the parameter's name.
 function fieldOf(message) {
-  const m = /^(\w+)/.exec(message.toLowerCase());
-  const word = m ? m[1] : "";
+  const text = message.toLowerCase();
+  const word = /^(\w+)/.exec(text)?.[1] ?? "";
   if (FIELDS.includes(word)) return word;
-  if (word === "expression" || word === "filter") return "filter";
-  return "form";
+  if (word === "expression" || text.includes("filter")) return "filter";
+  return FIELDS.find((f) => new RegExp(`\\b${f}\\b`).test(text)) ?? "form";
 }
 
 function showError(field, message) {

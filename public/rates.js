@@ -68,7 +68,7 @@ export class RateChart {
     this.advance();
     const rows = this.top();
     this.drawCanvas(rows);
-    this.canvas.dataset.span = String(this.span());
+    this.canvas.dataset.history = String(this.first == null ? 0 : this.now - this.first);
     this.legend.replaceChildren(...rows.map((r) => {
       const sw = el("span", { class: "swatch", "aria-hidden": "true" });
       sw.style.background = eventColor(r.name);
