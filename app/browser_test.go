@@ -108,10 +108,10 @@ func eval[T any](p *page, js string) T {
 // has no event to await from Go, and this is a state, not a delay.
 func (p *page) waitFor(js, what string) {
 	p.t.Helper()
-	ctx, cancel := context.WithTimeout(p.ctx, 15*time.Second)
+	ctx, cancel := context.WithTimeout(p.ctx, 20*time.Second)
 	defer cancel()
 	_, err := chromedp.Run(ctx, chromedp.Poll[bool](js,
-		chromedp.WithPollingInterval(20*time.Millisecond), chromedp.WithPollingTimeout(10*time.Second)))
+		chromedp.WithPollingInterval(20*time.Millisecond), chromedp.WithPollingTimeout(15*time.Second)))
 	if err != nil {
 		p.t.Fatalf("waiting for %s (%s): %v\nstate: %s", what, js, err, p.debug())
 	}

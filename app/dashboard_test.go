@@ -67,7 +67,7 @@ func TestDashboardPinnedKeyValueAndExpiry(t *testing.T) {
 	// Both pins share one stream, beside the log's: two connections.
 	eventually(t, "two streams (log and pins)", func() bool { return k.srv.sink.Clients() == 2 })
 
-	k.do("SET", key, "21.0", "PX", "1500")
+	k.do("SET", key, "21.0", "PX", "2500")
 	p.waitFor(pin+`.querySelector(".pin-value").textContent === "21.0" && `+
 		pin+`.querySelector(".ttl").textContent.startsWith("TTL ")`, "the updated value with a TTL counting down")
 	p.waitFor(pin+`.dataset.state === "expired" && `+pin+`.querySelector(".mark").textContent.startsWith("expired at")`,
