@@ -14,6 +14,7 @@ import (
 	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
+	"github.com/chromedp/chromedp/kb"
 )
 
 // chromiumPath is Debian's chromium; `go tool task test` installs it.
@@ -142,12 +143,28 @@ func (p *page) click(sel string) {
 	p.do(chromedp.Click(chromedp.CSS(sel)))
 }
 
+// submit presses Enter in a field, submitting its form as a user would (a
+// click lands on coordinates, which a moving layout can shift).
+func (p *page) submit(sel string) {
+	p.t.Helper()
+	p.do(chromedp.SendKeys(chromedp.CSS(sel), kb.Enter))
+}
+
+// pin pins key through the pin form and waits for its card.
+func (p *page) pin(key string) {
+	p.t.Helper()
+	p.typeInto("#pin-key", key)
+	p.submit("#pin-key")
+	p.waitFor(fmt.Sprintf(`[...document.querySelectorAll(".pin")].some(e => e.dataset.key === %s)`, strconv.Quote(key)),
+		"the pinned card of "+key)
+}
+
 // subscribe fills the form and waits until the new stream is live.
 func (p *page) subscribe(pattern, events string) {
 	p.t.Helper()
 	p.typeInto("#pattern", pattern)
 	p.typeInto("#events", events)
-	p.click("#watch")
+	p.submit("#events")
 	p.waitFor(`document.getElementById("conn").dataset.state === "live" &&
 		document.getElementById("conn").dataset.pattern === `+strconv.Quote(pattern), "the stream to be live")
 }

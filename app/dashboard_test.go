@@ -54,10 +54,8 @@ func TestDashboardPinnedKeyValueAndExpiry(t *testing.T) {
 	const key, gone = "sensor:kitchen", "session:1"
 	k.do("SET", key, "20.5")
 	k.do("SET", gone, "x")
-	for _, pin := range []string{key, gone} {
-		p.typeInto("#pin-key", pin)
-		p.click("#pin-form button")
-	}
+	p.pin(key)
+	p.pin(gone)
 	pin := `document.querySelector('.pin[data-key="` + key + `"]')`
 	p.waitFor(pin+`?.dataset.state === "present" && `+pin+`.querySelector(".pin-value").textContent === "20.5"`,
 		"the pinned key's value")
@@ -129,8 +127,7 @@ func TestDashboardShowsHostileDataAsText(t *testing.T) {
 	const value = `<img src=x onerror="window.__pwned=2"><script>window.__pwned=3</script>`
 	p.click("#values")
 	p.subscribe("x:*", "")
-	p.typeInto("#pin-key", key)
-	p.click("#pin-form button")
+	p.pin(key)
 	p.waitFor(`document.querySelector(".pin")?.dataset.state === "absent"`, "the pin to read its key")
 
 	k.do("SET", key, value)
@@ -160,19 +157,18 @@ func TestDashboardShowsServerErrorsNextToFields(t *testing.T) {
 		"the refusal of the default pattern")
 
 	p.typeInto("#pattern", "secret:*")
-	p.click("#watch")
+	p.submit("#pattern")
 	p.waitFor(`document.getElementById("pattern-error").textContent === 'pattern "secret:*" reaches keys outside the exposed prefixes' &&
 		document.getElementById("pattern").getAttribute("aria-invalid") === "true" &&
 		document.getElementById("conn").dataset.state === "error"`, "the server's message next to the pattern")
 
 	p.typeInto("#pattern", "user:*")
 	p.typeInto("#events", "set,Bad!")
-	p.click("#watch")
+	p.submit("#events")
 	p.waitFor(`document.getElementById("events-error").textContent.includes('"Bad!" is not an event name') &&
 		document.getElementById("pattern-error").textContent === ""`, "the server's message next to the event names")
 
-	p.typeInto("#pin-key", "secret:token")
-	p.click("#pin-form button")
+	p.pin("secret:token")
 	p.waitFor(`document.getElementById("pin-error").textContent.includes("outside the exposed prefixes")`,
 		"the refusal of a pin outside the exposed prefixes")
 
@@ -180,7 +176,7 @@ func TestDashboardShowsServerErrorsNextToFields(t *testing.T) {
 	// reported next to the filter field, never silently dropped.
 	p.typeInto("#events", "")
 	p.typeInto("#filter", "value >")
-	p.click("#watch")
+	p.submit("#filter")
 	p.waitFor(`document.getElementById("filter-error").textContent !== "" &&
 		document.getElementById("events-error").textContent === ""`, "a message next to the filter")
 	p.typeInto("#filter", "")
@@ -206,10 +202,8 @@ func TestDashboardScreenshots(t *testing.T) {
 	defer stop()
 	p := openDashboard(t, k, 1440, 900)
 	p.subscribe("*", "")
-	for _, key := range []string{"stats:visits", "sensor:kitchen:temp"} {
-		p.typeInto("#pin-key", key)
-		p.click("#pin-form button")
-	}
+	p.pin("stats:visits")
+	p.pin("sensor:kitchen:temp")
 	p.waitFor(count("#log li.event")+" > 40 && "+count("#rate-legend li")+" >= 4 && "+
 		count(`.pin[data-state="present"]`)+` === 2 && document.getElementById("rate-chart").dataset.history >= 5`,
 		"a busy page with a few seconds of rates")
