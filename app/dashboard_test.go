@@ -64,6 +64,9 @@ func TestDashboardPinnedKeyValueAndExpiry(t *testing.T) {
 	}
 	// Both pins share one stream, beside the log's: two connections.
 	eventually(t, "two streams (log and pins)", func() bool { return k.srv.sink.Clients() == 2 })
+	if n := eval[string](p, `document.getElementById("connections").textContent`); n != "2" {
+		t.Fatalf("the page says it uses %s connections, want 2", n)
+	}
 
 	k.do("SET", key, "21.0", "PX", "2500")
 	p.waitFor(pin+`.querySelector(".pin-value").textContent === "21.0" && `+

@@ -41,6 +41,7 @@ $("clear").addEventListener("click", () => {
   log.clear();
   rates.clear();
 });
+document.addEventListener("keyflux:connections", (e) => ($("connections").textContent = String(e.detail)));
 $("notice-close").addEventListener("click", () => ($("notice").hidden = true));
 
 function query() {

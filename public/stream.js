@@ -24,6 +24,16 @@ export const KEYSPACE_EVENTS = [
 ];
 
 const DEFAULT_RETRY_MS = 2000;
+
+// open holds the page's EventSources, so the page can show how many of the
+// browser's six connections it uses.
+const open = new Set();
+
+function track(es, add) {
+  if (add) open.add(es);
+  else open.delete(es);
+  document.dispatchEvent(new CustomEvent("keyflux:connections", { detail: open.size }));
+}
 const MAX_RETRY_MS = 30000;
 
 /** Thrown by validate when the server refuses a request. */
@@ -118,25 +128,26 @@ export class LiveStream {
   open() {
     const es = new EventSource(this.url());
     this.es = es;
-    const track = (ev) => {
+    track(es, true);
+    const seen = (ev) => {
       if (ev.lastEventId) {
         this.lastId = ev.lastEventId;
       }
     };
     es.addEventListener("connected", (ev) => {
-      track(ev);
+      seen(ev);
       this.backoff = 0;
       this.setState("live");
       this.onConnected?.(parse(ev.data));
     });
     es.addEventListener("reset", (ev) => {
-      track(ev);
+      seen(ev);
       this.onReset?.(parse(ev.data)?.reason || "reset");
       this.setState(this.state);
     });
     for (const name of this.events) {
       es.addEventListener(name, (ev) => {
-        track(ev);
+        seen(ev);
         const data = parse(ev.data);
         if (data) this.onEvent?.(name, data, ev.lastEventId);
         this.setState(this.state);
@@ -152,6 +163,7 @@ export class LiveStream {
         // The browser gave up (a refused or odd response): revalidate, which
         // also shows the server's reason if it now refuses the request.
         es.close();
+        track(es, false);
         this.scheduleRetry();
       }
     };
@@ -170,7 +182,10 @@ export class LiveStream {
     this.stopped = true;
     this.abort.abort();
     clearTimeout(this.timer);
-    this.es?.close();
+    if (this.es) {
+      this.es.close();
+      track(this.es, false);
+    }
     this.setState("closed");
   }
 
