@@ -210,6 +210,7 @@ func TestDashboardScreenshots(t *testing.T) {
 	p.waitFor(count("#log li.event")+" > 40 && "+count("#rate-legend li")+" >= 4 && "+
 		count(`.pin[data-state="present"]`)+` === 2 && document.getElementById("rate-chart").dataset.history >= 5`,
 		"a busy page with a few seconds of rates")
+	eval[bool](p, `(document.activeElement.blur(), true)`)
 	p.screenshot("desktop", false)
 	p.do(colorScheme("dark"))
 	p.waitFor(`matchMedia("(prefers-color-scheme: dark)").matches`, "the dark scheme")

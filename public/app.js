@@ -69,8 +69,11 @@ async function subscribe() {
   saveForm();
   pins.setDB(db);
   const names = [...new Set([...KEYSPACE_EVENTS, ...events])];
+  const path = "/streams/keyspace?" + q;
+  $("stream-url").href = path;
+  $("stream-url").textContent = decodeURIComponent(path);
   const s = new LiveStream({
-    path: "/streams/keyspace?" + q,
+    path,
     events: names,
     onEvent: (name, data) => {
       rates.record(name);

@@ -207,7 +207,8 @@ class Pin {
     const unpin = el("button", { type: "button", class: "unpin", "aria-label": "Unpin " + key, title: "Unpin", text: "×" });
     unpin.addEventListener("click", onRemove);
     this.node = el("li", { class: "pin", "data-key": key, "data-state": "pending" },
-      el("div", { class: "pin-head" }, this.keyEl, this.typeEl, this.ttlEl, unpin),
+      el("div", { class: "pin-head" }, this.keyEl, unpin),
+      el("div", { class: "pin-meta" }, this.typeEl, this.ttlEl),
       this.valueEl,
       el("div", { class: "pin-foot" }, this.markEl, this.updatedEl));
     this.node.addEventListener("animationend", () => this.node.classList.remove("flash"));
