@@ -92,15 +92,22 @@ func TestDashboardReconnectsAndResumes(t *testing.T) {
 	p.subscribe("job:*", "")
 	k.do("SET", "job:1", "a")
 	p.waitFor(has(row("set", "job:1")), "the first row")
+	k.do("SET", "cfg:mode", "one")
+	p.pin("cfg:mode")
+	pinned := `document.querySelector('.pin[data-key="cfg:mode"] .pin-value').textContent`
+	p.waitFor(pinned+` === "one"`, "the pinned value")
+	eventually(t, "two streams (log and pins)", func() bool { return k.srv.sink.Clients() == 2 })
 
-	if n := k.srv.sink.Drop("test: network blip"); n != 1 {
-		t.Fatalf("dropped %d streams, want 1", n)
+	if n := k.srv.sink.Drop("test: network blip"); n != 2 {
+		t.Fatalf("dropped %d streams, want 2", n)
 	}
 	p.waitFor(`document.getElementById("conn").dataset.state === "reconnecting" &&
 		/^Reconnecting in \ds$/.test(document.getElementById("conn-text").textContent)`, "reconnecting with a countdown")
 	k.do("SET", "job:2", "b") // while the page is away: the lingering topic keeps it
+	k.do("SET", "cfg:mode", "two")
 	p.waitFor(`document.getElementById("conn").dataset.state === "live"`, "live again")
 	p.waitFor(has(row("set", "job:2")), "the event written while away")
+	p.waitFor(pinned+` === "two"`, "the pinned value changed while away")
 	k.do("SET", "job:3", "c")
 	p.waitFor(has(row("set", "job:3")), "live events after the reconnect")
 	for _, key := range []string{"job:1", "job:2", "job:3"} {

@@ -80,7 +80,11 @@ async function subscribe() {
       log.add(name, data);
     },
     onState: (state, d) => {
-      if (s === stream) showState(state, d);
+      if (s !== stream) return;
+      showState(state, d);
+      // Also when a reconnect is refused (the server restarted with other
+      // settings): the reason goes next to the field it is about.
+      if (state === "error" && d.changed) showError(fieldOf(d.message), d.message);
     },
     onConnected: (info) => {
       if (s !== stream) return;
@@ -103,8 +107,7 @@ async function subscribe() {
   try {
     await s.start();
   } catch (err) {
-    if (s !== stream) return;
-    if (err instanceof RequestError) showError(fieldOf(err.message), err.message);
+    if (!(err instanceof RequestError)) throw err; // refusals are shown through onState
   }
 }
 
@@ -158,6 +161,7 @@ const STATE_TEXT = {
 function showState(state, d) {
   const conn = $("conn");
   conn.dataset.state = state;
+  conn.title = state === "error" ? d.message : "";
   $("last-id").textContent = d.lastId || "none";
   clearInterval(countdown);
   countdown = null;

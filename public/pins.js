@@ -85,9 +85,9 @@ export class PinPanel {
       if (stream !== this.stream) return;
       if (err instanceof RequestError && err.status === 404 && this.mode === "keys") {
         this.mode = "keyspace"; // this server has no key watch stream yet
+        this.error.textContent = "";
         return this.connect();
       }
-      this.error.textContent = err.message;
     }
   }
 
@@ -173,6 +173,7 @@ export class PinPanel {
     const via = this.mode === "keys" ? "key watch stream" : "keyspace events";
     const words = { connecting: "connecting…", live: "live", reconnecting: "reconnecting…", error: "refused", closed: "stopped" };
     this.showStatus(`${this.pins.size} pinned · ${words[state] || state} · ${via}`);
+    if (state === "error" && d.changed && !(this.mode === "keys" && d.status === 404)) this.error.textContent = d.message;
     this.onState?.(state, d);
   }
 

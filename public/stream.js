@@ -111,7 +111,7 @@ export class LiveStream {
     } catch (err) {
       if (this.stopped) return;
       if (err instanceof RequestError) {
-        this.setState("error", { message: err.message });
+        this.setState("error", { message: err.message, status: err.status });
         throw err;
       }
       this.scheduleRetry(); // network trouble: try again like a browser would
