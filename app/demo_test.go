@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"io"
 	"log/slog"
 	"strings"
 	"testing"
@@ -89,4 +90,12 @@ func (k *keyflux) commands() int {
 	}
 	k.t.Fatal("no total_commands_processed in INFO")
 	return 0
+}
+
+func TestDemoFromEnvironment(t *testing.T) {
+	t.Setenv("KEYFLUX_DEMO", "true")
+	cfg, err := parseConfig(nil, io.Discard)
+	if err != nil || !cfg.Demo {
+		t.Fatalf("KEYFLUX_DEMO=true: demo %v, err %v", cfg.Demo, err)
+	}
 }
