@@ -69,8 +69,8 @@ func TestDashboardPinnedKeyValueAndExpiry(t *testing.T) {
 	}
 
 	k.do("SET", key, "21.0", "PX", "2500")
-	p.waitFor(pin+`.querySelector(".pin-value").textContent === "21.0" && `+
-		pin+`.querySelector(".ttl").textContent.startsWith("TTL ")`, "the updated value with a TTL counting down")
+	p.waitFor(pin+`.querySelector(".pin-value").textContent === "21.0" && `+pin+`.classList.contains("flash") && `+
+		pin+`.querySelector(".ttl").textContent.startsWith("TTL ")`, "the updated value, flashing, with a TTL counting down")
 	p.waitFor(pin+`.dataset.state === "expired" && `+pin+`.querySelector(".mark").textContent.startsWith("expired at")`,
 		"the expired mark")
 
