@@ -38,6 +38,7 @@ type Config struct {
 	APICache      bool
 	LogLevel      slog.Level
 	LogFormat     string
+	Demo          bool
 }
 
 // parseConfig reads flags, then the environment for flags not given.
@@ -66,6 +67,7 @@ func parseConfig(args []string, stderr io.Writer) (Config, error) {
 	fs.BoolVar(&c.APICache, "api-cache", true, "serve /api/keys from the client-side cache (false: one Redis read per request)")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&c.LogFormat, "log-format", "text", "text or json")
+	fs.BoolVar(&c.Demo, "demo", false, "also run a demo writer: sample sensor:*, session:*, order:* keys in the Redis in use")
 	if err := ff.Parse(fs, args, ff.WithEnvVarPrefix("KEYFLUX")); err != nil {
 		return c, err
 	}

@@ -17,6 +17,9 @@ import (
 	"github.com/keyflux/keyflux/streams"
 )
 
+// demoTick paces the --demo writer: at most four commands a tick.
+const demoTick = 300 * time.Millisecond
+
 // server is one running Keyflux: Redis, the hub, the sink and HTTP.
 type server struct {
 	log   *slog.Logger
@@ -29,6 +32,8 @@ type server struct {
 	// keys and tracking are the key watches (keys is nil without caching).
 	keys     *streams.Keys
 	tracking *streams.Tracking
+	// stopDemo ends the --demo writer; nil without --demo.
+	stopDemo func()
 }
 
 // newServer connects to Redis, checks its keyspace settings and wires the
@@ -141,7 +146,11 @@ func newServer(ctx context.Context, cfg Config, log *slog.Logger) (*server, erro
 		rc.close()
 		return nil, err
 	}
-	return &server{log: log, redis: rc, hub: hub, sink: sink, logs: logs, app: app, ln: ln, keys: keys, tracking: tracking}, nil
+	s := &server{log: log, redis: rc, hub: hub, sink: sink, logs: logs, app: app, ln: ln, keys: keys, tracking: tracking}
+	if cfg.Demo {
+		s.stopDemo = startDemo(rc.client, demoTick, log)
+	}
+	return s, nil
 }
 
 // checkKeyspace applies (auto) or verifies (none) notify-keyspace-events.
@@ -164,9 +173,13 @@ func (s *server) addr() string { return s.ln.Addr().String() }
 
 func (s *server) serve() error { return s.app.Listener(s.ln) }
 
-// shutdown ends streams first (browsers reconnect elsewhere and resume),
-// then HTTP, then the topics' Redis subscriptions, then Redis itself.
+// shutdown stops the demo writer, ends streams (browsers reconnect
+// elsewhere and resume), then HTTP, then the topics' Redis subscriptions,
+// then Redis itself.
 func (s *server) shutdown(timeout time.Duration) {
+	if s.stopDemo != nil {
+		s.stopDemo()
+	}
 	s.sink.Close()
 	if err := s.app.ShutdownWithTimeout(timeout); err != nil {
 		s.log.Warn("http shutdown", "err", err)

@@ -85,16 +85,26 @@ func (k *Sink) Clients() int {
 func (k *Sink) Close() {
 	k.mu.Lock()
 	k.closed = true
+	k.mu.Unlock()
+	k.Drop("server shutting down")
+	k.flushes.Wait()
+	k.hangups.close()
+}
+
+// Drop ends every open stream but keeps accepting new ones: to a browser it
+// is a network blip, so it reconnects after its retry delay and resumes with
+// Last-Event-ID. Tests use it to prove that; it returns how many it ended.
+func (k *Sink) Drop(reason string) int {
+	k.mu.Lock()
 	all := make([]*client, 0, len(k.clients))
 	for c := range k.clients {
 		all = append(all, c)
 	}
 	k.mu.Unlock()
 	for _, c := range all {
-		c.close("server shutting down")
+		c.close(reason)
 	}
-	k.flushes.Wait()
-	k.hangups.close()
+	return len(all)
 }
 
 // subscribeFunc joins a client to its streams; it returns what to close

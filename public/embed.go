@@ -1,10 +1,11 @@
 // Package public holds the web dashboard, embedded in the keyflux binary so
-// it runs with no CDN and no build step.
+// it runs with no CDN and no build step: plain JavaScript modules loaded by
+// the browser as they are.
 package public
 
 import "embed"
 
 // Files are the dashboard's static files, served at /.
 //
-//go:embed index.html
+//go:embed index.html style.css app.js stream.js log.js pins.js rates.js format.js
 var Files embed.FS
