@@ -20,6 +20,14 @@ type Metrics struct {
 // unregistered serves parts built without metrics.
 var unregistered = NewMetrics(nil)
 
+// orUnregistered is m, or collectors nobody reads when m is nil.
+func orUnregistered(m *Metrics) *Metrics {
+	if m == nil {
+		return unregistered
+	}
+	return m
+}
+
 // NewMetrics creates the hub's collectors and registers them with reg when
 // reg is not nil.
 func NewMetrics(reg prometheus.Registerer) *Metrics {

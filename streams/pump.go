@@ -22,8 +22,23 @@ type pump struct {
 	dropped prometheus.Counter
 }
 
+// newPump makes a pump holding size items (4096 when size is 0).
 func newPump(size int, dropped prometheus.Counter) *pump {
+	if size <= 0 {
+		size = 4096
+	}
 	return &pump{ch: make(chan rxgo.Item, size), dropped: dropped}
+}
+
+// send hands ev to a pipeline's channel from a goroutine of its own, which
+// may wait; it reports false once ctx has ended.
+func send(ctx context.Context, out chan<- rxgo.Item, ev Event) bool {
+	select {
+	case out <- rxgo.Of(ev):
+		return true
+	case <-ctx.Done():
+		return false
+	}
 }
 
 func (p *pump) offer(ev Event) {

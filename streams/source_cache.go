@@ -174,14 +174,6 @@ func (w *keyWatch) heal() (Event, bool) {
 // run reads the key whenever it is poked and emits what changed. It ends,
 // completing the Observable, when ctx does.
 func (w *keyWatch) run(ctx context.Context, k *Keys, out chan<- rxgo.Item) {
-	send := func(ev Event) bool {
-		select {
-		case out <- rxgo.Of(ev):
-			return true
-		case <-ctx.Done():
-			return false
-		}
-	}
 	select {
 	case <-w.subscribed:
 	case <-ctx.Done():
@@ -195,7 +187,7 @@ func (w *keyWatch) run(ctx context.Context, k *Keys, out chan<- rxgo.Item) {
 	w.resync, w.lastEvent = false, "" // that read was a snapshot already
 	w.mu.Unlock()
 	w.set(st)
-	if !send(Event{Kind: Ready}) {
+	if !send(ctx, out, Event{Kind: Ready}) {
 		return
 	}
 	for {
@@ -224,7 +216,7 @@ func (w *keyWatch) run(ctx context.Context, k *Keys, out chan<- rxgo.Item) {
 		w.mu.Unlock()
 		ev, publish := change(prev, st, resync, event)
 		w.set(st) // before the event: a subscriber healed meanwhile gets it twice, never not at all
-		if publish && !send(ev) {
+		if publish && !send(ctx, out, ev) {
 			return
 		}
 	}

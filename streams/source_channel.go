@@ -77,7 +77,7 @@ func (s *channelSpec) Describe() map[string]any {
 // are handed over untouched; naming and encoding happen in the pipeline,
 // off the Redis connection's reader.
 func (s *channelSpec) Open(ctx context.Context) rxgo.Observable {
-	p := newPump(s.c.buffer(), s.c.metrics().Dropped)
+	p := newPump(s.c.Buffer, orUnregistered(s.c.Metrics).Dropped)
 	leave := s.c.Upstreams.Join(Channel{Name: s.q.Name, Pattern: s.q.Pattern}, &Listener{
 		OnMessage: func(m rueidis.PubSubMessage) {
 			if !InternalChannel(m.Channel) { // a pattern such as "*" matches them too
@@ -159,20 +159,6 @@ func CustomEventName(name string) bool {
 		return false
 	}
 	return strings.IndexFunc(name, func(r rune) bool { return r < 0x20 || r == 0x7f }) < 0
-}
-
-func (c *Channels) buffer() int {
-	if c.Buffer > 0 {
-		return c.Buffer
-	}
-	return 4096
-}
-
-func (c *Channels) metrics() *Metrics {
-	if c.Metrics == nil {
-		return unregistered
-	}
-	return c.Metrics
 }
 
 // Publish sends payload to channel and returns how many Redis subscribers

@@ -72,7 +72,7 @@ func (s *keyspaceSpec) prefix() string {
 // Open subscribes with PSUBSCRIBE __keyspace@<db>__:<pattern>, letting Redis
 // match the glob, and filters event names once for every subscriber.
 func (s *keyspaceSpec) Open(ctx context.Context) rxgo.Observable {
-	p := newPump(s.k.buffer(), s.k.metrics().Dropped)
+	p := newPump(s.k.Buffer, orUnregistered(s.k.Metrics).Dropped)
 	prefix := s.prefix()
 	db := s.q.DB
 	ch := Channel{Name: prefix + s.q.Pattern, Pattern: true}
@@ -127,18 +127,4 @@ func (k *Keyspace) withValue(ctx context.Context, e KeyspaceEvent) KeyspaceEvent
 	}
 	e.Type, e.Value = st.Type, st.Value
 	return e
-}
-
-func (k *Keyspace) buffer() int {
-	if k.Buffer > 0 {
-		return k.Buffer
-	}
-	return 4096
-}
-
-func (k *Keyspace) metrics() *Metrics {
-	if k.Metrics == nil {
-		return unregistered
-	}
-	return k.Metrics
 }

@@ -131,14 +131,6 @@ func (s *logSpec) Open(ctx context.Context) rxgo.Observable {
 	go func() {
 		defer l.readers.Add(-1)
 		defer close(out)
-		send := func(ev Event) bool {
-			select {
-			case out <- rxgo.Of(ev):
-				return true
-			case <-ctx.Done():
-				return false
-			}
-		}
 		var wait backoff
 		var last string
 		for {
@@ -155,7 +147,7 @@ func (s *logSpec) Open(ctx context.Context) rxgo.Observable {
 				return
 			}
 		}
-		if !send(Event{Kind: Ready, ID: last}) {
+		if !send(ctx, out, Event{Kind: Ready, ID: last}) {
 			return
 		}
 		c := l.Client
@@ -174,7 +166,7 @@ func (s *logSpec) Open(ctx context.Context) rxgo.Observable {
 			}
 			wait = backoff{}
 			for _, e := range res[s.q.Key] {
-				if !send(entryEvent(e)) {
+				if !send(ctx, out, entryEvent(e)) {
 					return
 				}
 				last = e.ID

@@ -76,7 +76,7 @@ func (u *Upstreams) Join(ch Channel, l *Listener) (leave func()) {
 		ctx, cancel := context.WithCancel(context.Background())
 		up = &upstream{ch: ch, cancel: cancel, done: make(chan struct{})}
 		u.live[key] = up
-		u.metrics().Upstream.Inc()
+		orUnregistered(u.Metrics).Upstream.Inc()
 		// A previous subscription to the same channel may still be
 		// unsubscribing; the new one waits for it, so that the old
 		// UNSUBSCRIBE cannot cancel the new SUBSCRIBE on the shared connection.
@@ -103,17 +103,10 @@ func (u *Upstreams) leave(up *upstream, l *Listener) {
 	if empty {
 		key := up.ch.key()
 		delete(u.live, key)
-		u.metrics().Upstream.Dec()
+		orUnregistered(u.Metrics).Upstream.Dec()
 		u.stopping[key] = up
 		up.cancel()
 	}
-}
-
-func (u *Upstreams) metrics() *Metrics {
-	if u.Metrics == nil {
-		return unregistered
-	}
-	return u.Metrics
 }
 
 // Live returns how many Redis subscriptions are held.
