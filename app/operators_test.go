@@ -11,6 +11,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/redis/rueidis"
+	"go.uber.org/goleak"
 )
 
 func TestOperatorsEndToEnd(t *testing.T) {
@@ -234,4 +235,25 @@ func tail(s string, n int) string {
 		return s[len(s)-n:]
 	}
 	return s
+}
+
+func TestOperatorStateReleasedWithLastClient(t *testing.T) {
+	k := startKeyflux(t, keyspaceFlags, "--linger", "0s")
+	warm := k.open("/streams/keyspace?pattern=warm")
+	warm.expect("connected")
+	warm.close()
+	eventually(t, "warm-up released", func() bool { return k.srv.hub.Topics() == 0 && k.numpat() == 0 })
+	baseline := append([]goleak.Option{goleak.IgnoreCurrent()}, fasthttpOwn...)
+
+	q := url.Values{"pattern": {"op:*"}, "filter": {`key != ""`}, "map": {`{"k": key}`},
+		"throttle": {"1h"}, "buffer": {"1h", "1000"}}
+	s := k.open("/streams/keyspace?" + q.Encode())
+	s.expect("connected")
+	k.do("SET", "op:1", "x") // held by the buffer, a throttle window open
+	k.do("SET", "op:1", "y") // held by the throttle
+	s.close()
+	eventually(t, "the stream and its operators to stop", func() bool {
+		return k.srv.hub.Topics() == 0 && k.numpat() == 0 && k.srv.sink.Clients() == 0
+	})
+	goleak.VerifyNone(t, baseline...)
 }
