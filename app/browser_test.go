@@ -3,15 +3,18 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/chromedp/cdproto/cdp"
 	"github.com/chromedp/cdproto/emulation"
+	cdppage "github.com/chromedp/cdproto/page"
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 	"github.com/chromedp/chromedp/kb"
@@ -70,10 +73,38 @@ func openDashboard(t *testing.T, k *keyflux, width, height int) *page {
 		t.Fatalf("starting %s: %v", chromiumPath, err)
 	}
 	t.Cleanup(p.noExceptions)
-	p.do(chromedp.EmulateViewport(int64(width), int64(height)), chromedp.Navigate(k.base+"/"))
-	p.waitFor(`document.readyState === "complete"`, "the page to load")
+	p.do(countEventSources, chromedp.EmulateViewport(int64(width), int64(height)), chromedp.Navigate(k.base+"/"))
+	p.waitFor(`document.readyState === "complete" && document.body.dataset.app === "ready"`, "the page to load and run")
 	return p
 }
+
+// countEventSources wraps the page's EventSource before its scripts run, so
+// a test can see how many the page ever held open at once (window.__es.max),
+// whatever the page itself reports.
+var countEventSources = chromedp.Func(func(ctx context.Context, t *chromedp.Target) error {
+	_, err := cdp.Call(ctx, t, cdppage.AddScriptToEvaluateOnNewDocument, cdppage.AddScriptToEvaluateOnNewDocumentParams{
+		Source: `(() => {
+			const es = { open: 0, max: 0, made: 0, urls: [] };
+			window.__es = es;
+			const Native = window.EventSource;
+			window.EventSource = class extends Native {
+				constructor(...args) {
+					super(...args);
+					this.__open = true;
+					es.made++;
+					es.urls.push(String(args[0]));
+					es.max = Math.max(es.max, ++es.open);
+				}
+				close() {
+					if (this.__open) es.open--;
+					this.__open = false;
+					super.close();
+				}
+			};
+		})()`,
+	})
+	return err
+})
 
 func (p *page) noExceptions() {
 	p.mu.Lock()
@@ -127,6 +158,8 @@ func (p *page) debug() string {
 		pins: [...document.querySelectorAll(".pin")].map(li => li.dataset.state + " " + li.textContent),
 		errors: [...document.querySelectorAll(".error")].map(e => e.id + ": " + e.textContent).filter(s => !s.endsWith(": ")),
 		pinStatus: document.getElementById("pins-status").textContent,
+		want: document.getElementById("subscribe").dataset.want, applied: document.getElementById("conn").dataset.log,
+		eventSources: window.__es,
 	})`))
 	return s
 }
@@ -165,8 +198,41 @@ func (p *page) subscribe(pattern, events string) {
 	p.typeInto("#pattern", pattern)
 	p.typeInto("#events", events)
 	p.submit("#events")
+	p.waitApplied()
+	if got := eval[string](p, `document.getElementById("conn").dataset.pattern`); got != pattern {
+		p.t.Fatalf("the server confirmed pattern %q, want %q", got, pattern)
+	}
+}
+
+// waitApplied waits until the server confirmed (its "connected" event) the
+// log subscription the form asked for last.
+func (p *page) waitApplied() {
+	p.t.Helper()
 	p.waitFor(`document.getElementById("conn").dataset.state === "live" &&
-		document.getElementById("conn").dataset.pattern === `+strconv.Quote(pattern), "the stream to be live")
+		document.getElementById("subscribe").dataset.want !== undefined &&
+		document.getElementById("conn").dataset.log === document.getElementById("subscribe").dataset.want`,
+		"the form's subscription to be live")
+}
+
+// oneConnection asserts that the page holds exactly one stream: the server
+// counts one client, the page never had two EventSources open at once and
+// says it uses one connection.
+func (p *page) oneConnection() {
+	p.t.Helper()
+	k := p.k
+	// A validating fetch is a short-lived client too: wait for the page to settle.
+	eventually(p.t, "one stream client", func() bool {
+		return k.srv.sink.Clients() == 1 && metric(p.t, k, "keyflux_clients_connected") == 1
+	})
+	if got := eval[int](p, `window.__es.max`); got != 1 {
+		p.t.Fatalf("the page had %d EventSources open at once, want 1", got)
+	}
+	if got := eval[int](p, `window.__es.open`); got != 1 {
+		p.t.Fatalf("the page has %d EventSources open, want 1", got)
+	}
+	if got := eval[string](p, `document.getElementById("connections").textContent`); got != "1 connection" {
+		p.t.Fatalf("the footer says %q, want 1 connection", got)
+	}
 }
 
 // row is a CSS selector for the log row of key with event name.
@@ -214,4 +280,29 @@ func colorScheme(scheme string) chromedp.Action[chromedp.Void] {
 		})
 		return err
 	})
+}
+
+// metric reads one unlabelled gauge or counter from /metrics.
+func metric(t testing.TB, k *keyflux, name string) float64 {
+	t.Helper()
+	resp, err := plainClient.Get(k.base + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(body), "\n") {
+		if v, ok := strings.CutPrefix(line, name+" "); ok {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				t.Fatalf("%s: %v", line, err)
+			}
+			return f
+		}
+	}
+	t.Fatalf("no %s in /metrics", name)
+	return 0
 }

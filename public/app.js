@@ -1,6 +1,9 @@
 // Keyflux dashboard: wires the subscribe form, the live event log, the rate
-// chart and the pinned keys panel to the server's streams.
-import { LiveStream, RequestError, KEYSPACE_EVENTS } from "./stream.js";
+// chart and the pinned keys panel to the page's one connection, a combined
+// stream with two subs: "log" (keyspace events of the form) and "pins" (a
+// key watch of the pinned keys).
+import { KEYSPACE_EVENTS, KEY_EVENTS } from "./stream.js";
+import { CombinedStream } from "./combined.js";
 import { EventLog } from "./log.js";
 import { RateChart } from "./rates.js";
 import { PinPanel } from "./pins.js";
@@ -12,16 +15,61 @@ const STORE = "keyflux.subscription";
 
 const log = new EventLog({
   list: $("log"), empty: $("log-empty"), count: $("log-count"), pauseButton: $("pause"),
-  valuesHint: $("values-hint"), onPin: (key) => pins.add(key),
+  onPin: (key) => pins.add(key),
 });
 const rates = new RateChart({ canvas: $("rate-chart"), legend: $("rate-legend") });
 const pins = new PinPanel({
   list: $("pin-list"), status: $("pins-status"), error: $("pin-error"),
   form: $("pin-form"), input: $("pin-key"),
+  onChange: (keys) => setPins(keys),
 });
 
-let stream = null;
-let countdown = null;
+const conn = new CombinedStream({
+  routes: {
+    log: {
+      onEvent: (name, data) => {
+        rates.record(name);
+        log.add(name, data);
+      },
+      onConnected: (info) => {
+        $("conn").dataset.pattern = info.pattern ?? "";
+        $("conn").dataset.log = conn.applied.get("log")?.query ?? "";
+      },
+    },
+    pins: { onEvent: (name, data) => pins.handle(name, data) },
+  },
+  onState: (state, d) => {
+    showState(state, d);
+    pins.setConnection(state);
+  },
+  onReset: (reason) => {
+    const at = clockTime(Date.now());
+    $("notice-text").textContent = `Stream reset at ${at} (${reason}): events in between may be missing; the view continues from here.`;
+    $("notice").hidden = false;
+    $("notice").dataset.reason = reason;
+    log.marker(`reset · ${reason} · ${at}`);
+  },
+  onRefused: (name, message, status, applied) => {
+    if (name === "log") {
+      showError(fieldOf(message), message);
+      showError("form", applied ? `Not applied: the log keeps watching ${applied.pattern}.` : "");
+    } else if (name === "pins") {
+      $("pin-error").textContent = message;
+      pins.revert(applied ?? []);
+    } else {
+      showError("form", message);
+    }
+  },
+  onApplied: (subs, before, resumed) => {
+    showApplied(subs);
+    // A resumed stream sends keys it already watched only when they change:
+    // the panel reads the ones it did not watch before.
+    if (resumed) {
+      const had = new Set(before.get("pins")?.meta ?? []);
+      pins.fill((subs.get("pins")?.meta ?? []).filter((k) => !had.has(k)));
+    }
+  },
+});
 
 // --- the subscribe form -----------------------------------------------------
 
@@ -32,8 +80,8 @@ form.addEventListener("submit", (e) => {
   subscribe();
 });
 $("stop").addEventListener("click", () => {
-  stream?.stop();
-  stream = null;
+  delete form.dataset.want;
+  conn.set("log", null);
 });
 for (const f of FIELDS) $(f).addEventListener("input", () => showError(f, ""));
 $("pause").addEventListener("click", () => log.setPaused(!log.paused));
@@ -41,12 +89,16 @@ $("clear").addEventListener("click", () => {
   log.clear();
   rates.clear();
 });
-document.addEventListener("keyflux:connections", (e) => ($("connections").textContent = String(e.detail)));
+document.addEventListener("keyflux:connections", (e) => {
+  const n = e.detail;
+  $("connections").textContent = `${n} connection${n === 1 ? "" : "s"}`;
+});
 $("notice-close").addEventListener("click", () => ($("notice").hidden = true));
 
 function query() {
   const q = new URLSearchParams();
-  q.set("pattern", $("pattern").value.trim() || "*");
+  const pattern = $("pattern").value.trim() || "*";
+  q.set("pattern", pattern);
   const events = $("events").value.split(",").map((s) => s.trim()).filter(Boolean);
   if (events.length) q.set("events", events.join(","));
   const filter = $("filter").value.trim();
@@ -54,61 +106,47 @@ function query() {
   if ($("values").checked) q.set("values", "true");
   const db = $("db").value.trim();
   if (db) q.set("db", db);
-  return { q, events, db };
+  return { q, events, pattern };
 }
 
-async function subscribe() {
+function subscribe() {
   for (const f of FIELDS) showError(f, "");
   showError("form", "");
-  const { q, events, db } = query();
-  stream?.stop();
-  delete $("conn").dataset.pattern;
-  log.wantValues = q.has("values");
-  $("log-section").dataset.values = log.wantValues ? "on" : "off";
-  $("values-hint").hidden = true;
+  const { q, events, pattern } = query();
   saveForm();
-  pins.setDB(db);
-  const names = [...new Set([...KEYSPACE_EVENTS, ...events])];
-  const path = "/streams/keyspace?" + q;
-  $("stream-url").href = path;
-  $("stream-url").textContent = decodeURIComponent(path);
-  const s = new LiveStream({
-    path,
-    events: names,
-    onEvent: (name, data) => {
-      rates.record(name);
-      log.add(name, data);
-    },
-    onState: (state, d) => {
-      if (s !== stream) return;
-      showState(state, d);
-      // Also when a reconnect is refused (the server restarted with other
-      // settings): the reason goes next to the field it is about.
-      if (state === "error" && d.changed) showError(fieldOf(d.message), d.message);
-    },
-    onConnected: (info) => {
-      if (s !== stream) return;
-      $("conn").dataset.pattern = info?.pattern ?? "";
-      // A server without filters ignores the parameter: say so rather
-      // than show unfiltered events as if they were filtered.
-      if (q.has("filter") && info && !("filter" in info)) {
-        showError("filter", "This server ignored the filter: it does not support filter expressions yet.");
-      }
-    },
-    onReset: (reason) => {
-      const at = clockTime(Date.now());
-      $("notice-text").textContent = `Stream reset at ${at} (${reason}): events in between may be missing; the view continues from here.`;
-      $("notice").hidden = false;
-      $("notice").dataset.reason = reason;
-      log.marker(`reset · ${reason} · ${at}`);
-    },
-  });
-  stream = s;
-  try {
-    await s.start();
-  } catch (err) {
-    if (!(err instanceof RequestError)) throw err; // refusals are shown through onState
+  const sub = {
+    query: "keyspace?" + q,
+    // EventSource delivers named events only to listeners of that name.
+    events: [...new Set([...KEYSPACE_EVENTS, ...events])],
+    meta: { pattern, values: q.has("values"), path: "/streams/keyspace?" + q },
+  };
+  form.dataset.want = sub.query;
+  conn.set("log", sub);
+}
+
+function setPins(keys) {
+  $("pin-error").textContent = "";
+  conn.set("pins", keys.length ? {
+    query: "keys?" + new URLSearchParams(keys.map((k) => ["key", k])),
+    events: KEY_EVENTS,
+    heals: true, // snapshots after any gap: adding a key costs the log nothing
+    meta: keys,
+  } : null);
+}
+
+// showApplied shows what the connection carries now.
+function showApplied(subs) {
+  const sub = subs.get("log");
+  const watching = sub?.meta;
+  log.setWatching(!!watching);
+  $("log-section").dataset.values = watching?.values ? "on" : "off";
+  $("stream-url").hidden = !watching;
+  $("not-watching").hidden = !!watching;
+  if (watching) {
+    $("stream-url").href = watching.path;
+    $("stream-url").textContent = decodeURIComponent(watching.path);
   }
+  if (!watching) delete $("conn").dataset.log;
 }
 
 // fieldOf guesses which field an error message is about: the server's
@@ -117,6 +155,7 @@ function fieldOf(message) {
   const text = message.toLowerCase();
   const word = /^(\w+)/.exec(text)?.[1] ?? "";
   if (FIELDS.includes(word)) return word;
+  if (word === "values") return "db"; // values=true reads the default database only
   if (word === "expression" || text.includes("filter")) return "filter";
   return FIELDS.find((f) => new RegExp(`\\b${f}\\b`).test(text)) ?? "form";
 }
@@ -158,11 +197,13 @@ const STATE_TEXT = {
   closed: "Stopped",
 };
 
+let countdown = null;
+
 function showState(state, d) {
-  const conn = $("conn");
-  conn.dataset.state = state;
-  conn.title = state === "error" ? d.message : "";
-  $("last-id").textContent = d.lastId || "none";
+  const el = $("conn");
+  el.dataset.state = state;
+  el.title = state === "error" ? d.message : "";
+  if (d.lastId !== undefined) $("last-id").textContent = d.lastId || "none";
   clearInterval(countdown);
   countdown = null;
   if (state === "reconnecting") {
@@ -178,3 +219,5 @@ function showState(state, d) {
 }
 
 subscribe();
+setPins(pins.keys);
+document.body.dataset.app = "ready"; // every module loaded and ran

@@ -25,27 +25,90 @@ export function clockTime(ms) {
   return `${p(d.getHours())}:${p(d.getMinutes())}:${p(d.getSeconds())}.${p(d.getMilliseconds(), 3)}`;
 }
 
-/** valueText renders any value from Redis as one string. */
-export function valueText(v) {
-  if (v === undefined) return "";
-  if (v === null) return "(nil)";
-  if (typeof v === "string") return v;
-  return JSON.stringify(v);
+/**
+ * valueText renders a value from Redis on one line (the log's value column).
+ * type is the key's Redis type when the server sent it; the shapes are the
+ * server's (README "Values").
+ */
+export function valueText(type, v) {
+  return render(type, v, false);
 }
 
-/** prettyValue is valueText with JSON strings and structures indented. */
-export function prettyValue(v) {
-  if (typeof v === "string") {
+/** prettyValue renders a value over several lines (a pinned key's card). */
+export function prettyValue(type, v) {
+  return render(type, v, true);
+}
+
+function render(type, v, pretty) {
+  if (v === undefined) return "";
+  if (v === null) return type === "none" ? "(no key)" : type === "stream" ? "empty stream" : "(nil)";
+  if (isTruncated(v)) return `(too large to send: ${byteSize(v.size)})`;
+  const sep = pretty ? "\n" : " · ";
+  switch (type) {
+    case "string":
+      return scalar(v, pretty);
+    case "hash": {
+      // {"field": value} or, for field names that are not UTF-8, [[field, value], ...]
+      const pairs = Array.isArray(v) ? v : Object.entries(v);
+      return pairs.map(([f, x]) => `${scalar(f, false)}: ${scalar(x, false)}`).join(pretty ? "\n" : ", ") || "(empty)";
+    }
+    case "list":
+    case "set":
+      if (Array.isArray(v)) return v.map((x) => scalar(x, false)).join(pretty ? "\n" : ", ") || "(empty)";
+      break;
+    case "zset":
+      if (Array.isArray(v)) return zset(v, pretty) || "(empty)";
+      break;
+    case "stream":
+      if (typeof v === "object" && "length" in v) {
+        const n = Number(v.length);
+        return `${n.toLocaleString()} ${n === 1 ? "entry" : "entries"}${v.last_id ? sep + "last " + v.last_id : ""}`;
+      }
+      break;
+  }
+  if (typeof v === "string" || isBase64(v)) return scalar(v, pretty);
+  return pretty ? JSON.stringify(v, null, 2) : JSON.stringify(v);
+}
+
+// scalar is one string from Redis: UTF-8 text, or {"base64": ...} for any
+// other bytes. Text holding JSON is indented when pretty.
+function scalar(v, pretty) {
+  if (isBase64(v)) return "base64:" + v.base64;
+  if (typeof v !== "string") return JSON.stringify(v);
+  if (pretty) {
     const t = v.trim();
     if ((t.startsWith("{") && t.endsWith("}")) || (t.startsWith("[") && t.endsWith("]"))) {
       try {
         return JSON.stringify(JSON.parse(t), null, 2);
       } catch { /* not JSON */ }
     }
-    return v;
   }
-  if (v === null || v === undefined) return valueText(v);
-  return JSON.stringify(v, null, 2);
+  return v;
+}
+
+// zset is [[member, score], ...] by score; the score is a number, "inf" or "-inf".
+function zset(pairs, pretty) {
+  const rows = pairs.map(([m, s]) => [scalar(m, false), String(s)]);
+  if (!pretty) return rows.map(([m, s]) => `${m} ${s}`).join(", ");
+  const w = Math.min(24, Math.max(...rows.map(([, s]) => s.length)));
+  return rows.map(([m, s]) => `${s.padStart(w)}  ${m}`).join("\n");
+}
+
+function isBase64(v) {
+  return v !== null && typeof v === "object" && !Array.isArray(v) && typeof v.base64 === "string" && Object.keys(v).length === 1;
+}
+
+// A value whose JSON is over --value-max-bytes: {"truncated": true, "size": N}.
+// Values from Redis are strings, so a boolean true cannot be data.
+function isTruncated(v) {
+  return v !== null && typeof v === "object" && v.truncated === true;
+}
+
+/** byteSize formats a byte count: 900 B, 64.0 KiB, 1.2 MiB. */
+export function byteSize(n) {
+  if (!(n >= 1024)) return `${n} B`;
+  if (n < 1024 * 1024) return (n / 1024).toFixed(1) + " KiB";
+  return (n / 1024 / 1024).toFixed(1) + " MiB";
 }
 
 /** ttlText formats milliseconds left as 1h 02m, 4m 05s or 3.2s. */
@@ -68,9 +131,4 @@ export function eventColor(name) {
   let h = 0;
   for (const ch of name) h = (h * 31 + ch.charCodeAt(0)) >>> 0;
   return PALETTE[h % PALETTE.length];
-}
-
-/** escapeGlob makes a key match only itself as a Redis glob. */
-export function escapeGlob(s) {
-  return s.replace(/[*?[\]\\]/g, (c) => "\\" + c);
 }

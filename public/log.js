@@ -5,12 +5,18 @@ import { el, clockTime, valueText, eventColor } from "./format.js";
 const MAX_ROWS = 500;
 
 export class EventLog {
-  constructor({ list, empty, count, pauseButton, valuesHint, onPin }) {
-    Object.assign(this, { list, empty, count, pauseButton, valuesHint, onPin });
+  constructor({ list, empty, count, pauseButton, onPin }) {
+    Object.assign(this, { list, empty, count, pauseButton, onPin });
     this.total = 0;
     this.paused = false;
     this.waiting = [];
-    this.wantValues = false;
+    this.watching = true;
+  }
+
+  /** setWatching says whether the page subscribes to events at all. */
+  setWatching(watching) {
+    this.watching = watching;
+    this.update();
   }
 
   add(name, data) {
@@ -37,8 +43,7 @@ export class EventLog {
   row(name, data) {
     const key = typeof data.key === "string" ? data.key : "";
     const hasValue = Object.hasOwn(data, "value");
-    if (this.wantValues && !hasValue) this.valuesHint.hidden = false;
-    const value = hasValue ? valueText(data.value) : "";
+    const value = hasValue ? valueText(data.type, data.value) : "";
     const badge = el("span", { class: "ev", text: name, title: "event " + name });
     badge.style.setProperty("--c", eventColor(name));
     const pin = el("button", { type: "button", class: "pin-btn", "aria-label": "Pin " + key, title: "Pin this key", text: "☆" });
@@ -47,7 +52,7 @@ export class EventLog {
       el("time", { class: "t", dateTime: new Date(data.ts || Date.now()).toISOString(), text: clockTime(data.ts || Date.now()) }),
       badge,
       el("span", { class: "k", title: key }, el("span", { class: "key-text", text: key }), pin),
-      el("span", { class: "v" + (hasValue ? "" : " none"), title: value.slice(0, 500), text: hasValue ? value : (data.type ? data.type : "") }),
+      el("span", { class: "v", "data-type": data.type, title: value.slice(0, 500), text: value }),
     );
   }
 
@@ -77,9 +82,11 @@ export class EventLog {
 
   update() {
     this.empty.hidden = this.list.childElementCount > 0 || this.waiting.length > 0;
+    this.empty.dataset.watching = String(this.watching);
     const n = this.total;
     let text = `${n.toLocaleString()} event${n === 1 ? "" : "s"}`;
     if (this.paused) text += ` · paused, ${this.waiting.length} waiting`;
+    else if (!this.watching) text += " · not watching";
     this.count.textContent = text;
     this.pauseButton.textContent = this.paused ? `Resume${this.waiting.length ? ` (${this.waiting.length})` : ""}` : "Pause";
   }

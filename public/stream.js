@@ -6,8 +6,8 @@
 //   error        -> the server refused the request (message from its JSON)
 //   closed       -> stopped by the page
 //
-// Browsers allow six HTTP/1.1 connections per site, so the page opens as few
-// of these as it can (one for the log, one for pinned keys).
+// Browsers allow six HTTP/1.1 connections per site, so the page opens one
+// of these, on the combined stream (see combined.js).
 
 // Keyspace event names Redis can send; EventSource only delivers named
 // events to listeners registered by name, so each gets one.
@@ -22,6 +22,9 @@ export const KEYSPACE_EVENTS = [
   "zpopmin", "zpopmax", "xadd", "xtrim", "xdel", "xsetid", "xgroup-create",
   "xgroup-createconsumer", "xgroup-delconsumer", "xgroup-destroy", "xgroup-setid",
 ];
+
+/** Events of a key watch (/streams/keys). */
+export const KEY_EVENTS = ["snapshot", "update", "delete"];
 
 const DEFAULT_RETRY_MS = 2000;
 
@@ -86,17 +89,19 @@ export async function validate(url, signal) {
  * LiveStream keeps one EventSource alive.
  *   path      stream URL without lastEventId
  *   events    event names to listen to (plus connected and reset)
+ *   lastId    where to resume from on the first connect ("" for now)
+ *   retry     the server's retry delay, when validate already read it
  *   onEvent   (name, data, id) for every data event
  *   onState   (state, detail) on every state change; detail has message,
  *             retryAt (ms epoch) and lastId
  *   onReset   (reason) when the server says events may have been missed
- *   onConnected (info) when the subscription is live
+ *   onConnected (info) for each "connected" event
  */
 export class LiveStream {
-  constructor({ path, events, onEvent, onState, onReset, onConnected }) {
+  constructor({ path, events, lastId = "", retry, onEvent, onState, onReset, onConnected }) {
     Object.assign(this, { path, events, onEvent, onState, onReset, onConnected });
-    this.lastId = "";
-    this.retry = DEFAULT_RETRY_MS;
+    this.lastId = lastId;
+    this.retry = retry ?? DEFAULT_RETRY_MS;
     this.backoff = 0;
     this.state = "closed";
     this.stopped = false;
@@ -125,7 +130,9 @@ export class LiveStream {
     return this.path + (this.path.includes("?") ? "&" : "?") + "lastEventId=" + encodeURIComponent(this.lastId);
   }
 
+  /** open connects at once, for a path validate has just accepted. */
   open() {
+    this.setState("connecting");
     const es = new EventSource(this.url());
     this.es = es;
     track(es, true);
@@ -178,7 +185,8 @@ export class LiveStream {
     }, wait);
   }
 
-  stop() {
+  /** stop closes the stream; quiet when another one replaces it. */
+  stop(quiet = false) {
     this.stopped = true;
     this.abort.abort();
     clearTimeout(this.timer);
@@ -186,7 +194,8 @@ export class LiveStream {
       this.es.close();
       track(this.es, false);
     }
-    this.setState("closed");
+    if (quiet) this.state = "closed";
+    else this.setState("closed");
   }
 
   setState(state, detail = {}) {
