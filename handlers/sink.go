@@ -174,6 +174,18 @@ func (k *Sink) remove(c *client) {
 	k.opts.Metrics.Clients.Dec()
 }
 
+// batches recycles the slices a queue is gathered in: with tens of
+// thousands of clients each event would otherwise allocate one per client.
+var batches = sync.Pool{New: func() any { b := make(net.Buffers, 0, 8); return &b }}
+
+func recycle(b *net.Buffers) {
+	if b != nil {
+		clear(*b) // drop references to frames
+		*b = (*b)[:0]
+		batches.Put(b)
+	}
+}
+
 // client is one SSE connection: a bounded queue of shared frames.
 type client struct {
 	sink   *Sink
@@ -186,7 +198,7 @@ type client struct {
 	resetWhenSlow bool
 
 	mu       sync.Mutex
-	queue    []*streams.Frame
+	queue    *net.Buffers // shared frames' bytes, from batches; nil while idle
 	queued   int
 	flushing bool
 	overflow bool
@@ -206,11 +218,18 @@ func (c *client) Send(f *streams.Frame) bool {
 	ok := c.queued+len(f.Bytes) <= c.sink.opts.QueueBytes
 	switch {
 	case ok:
-		c.queue = append(c.queue, f)
+		if c.queue == nil {
+			c.queue = batches.Get().(*net.Buffers)
+		}
+		*c.queue = append(*c.queue, f.Bytes)
 		c.queued += len(f.Bytes)
 	case c.resetWhenSlow:
 		c.sink.opts.Metrics.SlowConsumers.WithLabelValues(slowReset).Inc()
-		c.queue = append(c.queue[:0], c.sink.slowReset)
+		if c.queue == nil {
+			c.queue = batches.Get().(*net.Buffers)
+		}
+		clear(*c.queue)
+		*c.queue = append((*c.queue)[:0], c.sink.slowReset.Bytes)
 		c.queued = len(c.sink.slowReset.Bytes)
 		ok = true
 	default:
@@ -268,23 +287,24 @@ func (c *client) flush() {
 		q, overflow, closed := c.queue, c.overflow, c.closed
 		c.queue, c.queued = nil, 0
 		c.signalRoom()
-		if closed || (!overflow && len(q) == 0) {
+		if closed || (!overflow && q == nil) {
+			recycle(q)
 			c.flushing = false
 			c.mu.Unlock()
 			return
 		}
 		c.mu.Unlock()
 		if overflow {
+			recycle(q)
 			c.finish(": slow consumer: more than " + strconv.Itoa(c.sink.opts.QueueBytes) +
 				" bytes queued, disconnecting; reconnect resumes with Last-Event-ID\n\n")
 			return
 		}
-		bufs := make(net.Buffers, len(q))
-		for i, f := range q {
-			bufs[i] = f.Bytes
-		}
 		_ = c.conn.SetWriteDeadline(time.Now().Add(c.sink.opts.WriteTimeout))
-		if _, err := bufs.WriteTo(c.conn); err != nil {
+		bufs := *q // WriteTo consumes its receiver; q keeps the array for reuse
+		_, err := bufs.WriteTo(c.conn)
+		recycle(q)
+		if err != nil {
 			c.close("write failed: " + err.Error())
 			return
 		}
@@ -325,6 +345,7 @@ func (c *client) close(reason string) {
 		return
 	}
 	c.closed = true
+	recycle(c.queue)
 	c.queue, c.queued = nil, 0
 	c.signalRoom()
 	subs := c.subs
