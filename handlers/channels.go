@@ -8,6 +8,8 @@ import (
 	"github.com/keyflux/keyflux/streams"
 )
 
+// maxNameLength bounds a key, channel or pattern in a request; Redis allows
+// far longer ones, but none that a page should put in a URL.
 const maxNameLength = 1024
 
 // channels is the source of GET /streams/channels/<channel> and

@@ -12,10 +12,6 @@ import (
 	"github.com/keyflux/keyflux/streams"
 )
 
-// maxKeyLength bounds one key in a request; Redis allows far longer keys,
-// but none that a page should put in a URL.
-const maxKeyLength = 1024
-
 // keys is the source of GET /streams/keys?key=a&key=b: a snapshot of each
 // key, then its updates and deletes. Each key is a topic of its own, shared
 // by every client watching that key in whatever company; the client's
@@ -71,10 +67,7 @@ func validKey(k string) error {
 	if k == "" {
 		return invalid("key is empty")
 	}
-	if len(k) > maxKeyLength {
-		return invalid("key is longer than " + strconv.Itoa(maxKeyLength) + " bytes")
-	}
-	return plainText("key", k)
+	return checkName("key", k)
 }
 
 // key serves GET /api/keys/<key>: the key's current state, from the
