@@ -385,8 +385,10 @@ func TestDashboardShowsServerErrorsNextToFields(t *testing.T) {
 }
 
 // TestDashboardScreenshots writes screenshots/desktop.png, desktop-dark.png
-// and phone.png (the whole page) of the dashboard fed by the demo writer, and
-// copies the dark desktop one to docs/dashboard.png, which the README shows.
+// and phone.png (the whole page) of the dashboard fed by the demo writer.
+// With KEYFLUX_UPDATE_DOCS=1 it also copies the dark desktop one to
+// docs/dashboard.png, which the README shows; otherwise a test run leaves
+// the tracked tree as it was.
 func TestDashboardScreenshots(t *testing.T) {
 	k := startKeyflux(t, keyspaceFlags)
 	stop := startDemo(k.rc, 20*time.Millisecond, slog.New(slog.DiscardHandler))
@@ -407,12 +409,14 @@ func TestDashboardScreenshots(t *testing.T) {
 	p.do(colorScheme("dark"))
 	p.waitFor(`matchMedia("(prefers-color-scheme: dark)").matches`, "the dark scheme")
 	p.screenshot("desktop-dark", false)
-	shot, err := os.ReadFile(filepath.Join("..", "screenshots", "desktop-dark.png"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join("..", "docs", "dashboard.png"), shot, 0o644); err != nil {
-		t.Fatal(err)
+	if os.Getenv("KEYFLUX_UPDATE_DOCS") == "1" {
+		shot, err := os.ReadFile(filepath.Join("..", "screenshots", "desktop-dark.png"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join("..", "docs", "dashboard.png"), shot, 0o644); err != nil {
+			t.Fatal(err)
+		}
 	}
 
 	p.do(chromedp.EmulateViewport(390, 844, chromedp.EmulateScale(2)))
