@@ -18,6 +18,7 @@ import (
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 	"github.com/chromedp/chromedp/kb"
+	"github.com/keyflux/keyflux/streams/testkit"
 )
 
 // chromiumPath is Debian's chromium; `go tool task test` installs it.
@@ -98,7 +99,7 @@ var countEventSources = chromedp.Func(func(ctx context.Context, t *chromedp.Targ
 				close() {
 					if (this.__open) es.open--;
 					this.__open = false;
-					super.close();
+					super.Close();
 				}
 			};
 		})()`,
@@ -221,7 +222,7 @@ func (p *page) oneConnection() {
 	p.t.Helper()
 	k := p.k
 	// A validating fetch is a short-lived client too: wait for the page to settle.
-	eventually(p.t, "one stream client", func() bool {
+	testkit.Eventually(p.t, "one stream client", func() bool {
 		return k.srv.sink.Clients() == 1 && metric(p.t, k, "keyflux_clients_connected") == 1
 	})
 	if got := eval[int](p, `window.__es.max`); got != 1 {

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/keyflux/keyflux/streams/testkit"
 	"github.com/tmaxmax/go-sse"
 	"go.uber.org/goleak"
 )
@@ -29,11 +30,11 @@ func TestChannelPayloadsByteExact(t *testing.T) {
 	k := startKeyflux(t, nil)
 	text := k.open("/streams/channels/" + url.PathEscape("news/eu ü"))
 	b64 := k.open("/streams/channels/" + url.PathEscape("news/eu ü") + "?encoding=base64")
-	c := data(t, text.expect("connected"))
+	c := testkit.Data(t, text.Expect("connected"))
 	if c["stream"] != "channel" || c["channel"] != "news/eu ü" || c["encoding"] != "text" {
 		t.Fatalf("connected %v", c)
 	}
-	b64.expect("connected")
+	b64.Expect("connected")
 
 	cases := []struct{ payload, name, wire string }{
 		{"hello", "message", ""},
@@ -63,14 +64,14 @@ func TestChannelPayloadsByteExact(t *testing.T) {
 		k.do("PUBLISH", "news/eu ü", c.payload)
 	}
 	for _, c := range cases {
-		ev := text.next()
+		ev := text.Next()
 		if ev.Type != c.name+c.wire {
 			t.Errorf("payload %q: event %q, want %q", c.payload, ev.Type, c.name+c.wire)
 		}
 		if _, got := payload(t, ev, false); got != c.payload {
 			t.Errorf("payload %q arrived as %q", c.payload, got)
 		}
-		ev = b64.next()
+		ev = b64.Next()
 		if name, got := payload(t, ev, true); got != c.payload || name != c.name || ev.Type != c.name {
 			t.Errorf("base64 stream: payload %q arrived as %q named %q, want %q", c.payload, got, ev.Type, c.name)
 		}
@@ -80,17 +81,17 @@ func TestChannelPayloadsByteExact(t *testing.T) {
 func TestChannelSharedPatternAndReleased(t *testing.T) {
 	k := startKeyflux(t, nil, "--linger", "100ms")
 	w := k.open("/streams/channels/warm")
-	w.expect("connected")
-	w.close()
-	eventually(t, "warm-up released", func() bool { return k.numsub("warm") == 0 && k.srv.hub.Topics() == 0 })
+	w.Expect("connected")
+	w.Close()
+	testkit.Eventually(t, "warm-up released", func() bool { return k.numsub("warm") == 0 && k.srv.hub.Topics() == 0 })
 	baseline := append([]goleak.Option{goleak.IgnoreCurrent()}, fasthttpOwn...)
 
 	a := k.open("/streams/channels/news.eu")
 	b := k.open("/streams/channels/news.eu")
 	p := k.open("/streams/channels?pattern=" + url.QueryEscape("news.*"))
-	a.expect("connected")
-	b.expect("connected")
-	if d := data(t, p.expect("connected")); d["pattern"] != "news.*" {
+	a.Expect("connected")
+	b.Expect("connected")
+	if d := testkit.Data(t, p.Expect("connected")); d["pattern"] != "news.*" {
 		t.Fatalf("pattern connected %v", d)
 	}
 	if n := k.numsub("news.eu"); n != 1 || k.numpat() != 1 {
@@ -99,18 +100,18 @@ func TestChannelSharedPatternAndReleased(t *testing.T) {
 	k.do("PUBLISH", "news.eu", "one")
 	k.do("PUBLISH", "news.us", "two")
 	k.do("PUBLISH", "sport", "three")
-	for _, s := range []*stream{a, b} {
-		if got := s.expect("message").Data; got != "one" {
+	for _, s := range []*testkit.Stream{a, b} {
+		if got := s.Expect("message").Data; got != "one" {
 			t.Fatalf("got %q", got)
 		}
 	}
-	if got := p.expect("message").Data + "," + p.expect("message").Data; got != "one,two" {
+	if got := p.Expect("message").Data + "," + p.Expect("message").Data; got != "one,two" {
 		t.Fatalf("pattern stream got %q", got)
 	}
-	a.close()
-	b.close()
-	p.close()
-	eventually(t, "subscriptions released", func() bool {
+	a.Close()
+	b.Close()
+	p.Close()
+	testkit.Eventually(t, "subscriptions released", func() bool {
 		return k.numsub("news.eu") == 0 && k.numpat() == 0 && k.srv.hub.Topics() == 0 && k.srv.sink.Clients() == 0
 	})
 	goleak.VerifyNone(t, baseline...)
@@ -120,25 +121,25 @@ func TestChannelResumeFromRing(t *testing.T) {
 	k := startKeyflux(t, nil, "--linger", "1m")
 	const path = "/streams/channels/jobs"
 	s := k.open(path)
-	s.expect("connected")
+	s.Expect("connected")
 	k.do("PUBLISH", "jobs", "1")
-	s.expect("message")
-	from := s.lastID
-	s.close()
+	s.Expect("message")
+	from := s.LastID
+	s.Close()
 	w := k.open(path)
-	w.expect("connected")
+	w.Expect("connected")
 	for _, m := range []string{"2", "3"} {
 		k.do("PUBLISH", "jobs", m)
-		w.expect("message")
+		w.Expect("message")
 	}
 	r := k.open(path, "Last-Event-ID", from)
-	r.expect("connected")
-	if got := r.expect("message").Data + r.expect("message").Data; got != "23" {
+	r.Expect("connected")
+	if got := r.Expect("message").Data + r.Expect("message").Data; got != "23" {
 		t.Fatalf("resumed with %q", got)
 	}
 	x := k.open(path, "Last-Event-ID", "1-1")
-	x.expect("connected")
-	if reason := data(t, x.expect("reset"))["reason"]; reason != "unknown-id" {
+	x.Expect("connected")
+	if reason := testkit.Data(t, x.Expect("reset"))["reason"]; reason != "unknown-id" {
 		t.Fatalf("reset %v", reason)
 	}
 }
@@ -174,7 +175,7 @@ func TestChannelBadInput(t *testing.T) {
 	}
 	// A glob whose literal start is an exposed prefix is allowed.
 	ok := k.open("/streams/channels?pattern=" + url.QueryEscape("chat.[ab]"))
-	ok.expect("connected")
+	ok.Expect("connected")
 }
 
 // Redis's own keyspace channels name keys that --expose guards, and
@@ -182,7 +183,7 @@ func TestChannelBadInput(t *testing.T) {
 func TestChannelInternalChannelsRefused(t *testing.T) {
 	k := startKeyflux(t, nil, "--expose", "public:", "--publish-token", "t")
 	all := k.open("/streams/channels?pattern=*")
-	all.expect("connected")
+	all.Expect("connected")
 	for _, path := range []string{"__keyspace@0__:secret", "__keyevent@0__:set", "__redis__:invalidate"} {
 		if status, body := k.get("/streams/channels/" + path); status != 403 {
 			t.Errorf("GET %s: %d %v", path, status, body)
@@ -193,7 +194,7 @@ func TestChannelInternalChannelsRefused(t *testing.T) {
 	}
 	k.do("SET", "secret", "x") // Keyflux turned keyspace notifications on
 	k.do("PUBLISH", "news", "after")
-	if ev := all.expect("message"); ev.Data != "after" {
+	if ev := all.Expect("message"); ev.Data != "after" {
 		t.Fatalf("pattern * relayed %q before the ordinary message", ev.Data)
 	}
 }

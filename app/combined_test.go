@@ -5,6 +5,8 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+
+	"github.com/keyflux/keyflux/streams/testkit"
 )
 
 func combinedPath(subs ...string) string {
@@ -21,7 +23,7 @@ func TestCombinedStream(t *testing.T) {
 	s := k.open(path)
 	subsSeen := map[string]bool{}
 	for range 2 {
-		subsSeen[data(t, s.expect("connected"))["sub"].(string)] = true
+		subsSeen[testkit.Data(t, s.Expect("connected"))["sub"].(string)] = true
 	}
 	if !subsSeen["orders"] || !subsSeen["users"] {
 		t.Fatalf("connected events for %v", subsSeen)
@@ -34,8 +36,8 @@ func TestCombinedStream(t *testing.T) {
 	// Each sub is its own pipeline: order holds within a sub, not across.
 	got := map[string][]string{}
 	for range 4 {
-		ev := s.next()
-		d := data(t, ev)
+		ev := s.Next()
+		d := testkit.Data(t, ev)
 		inner, _ := d["data"].(map[string]any)
 		got[d["sub"].(string)] = append(got[d["sub"].(string)], ev.Type+" "+inner["key"].(string))
 	}
@@ -48,8 +50,8 @@ func TestCombinedStreamResumes(t *testing.T) {
 	k := startKeyflux(t, keyspaceFlags, "--linger", "1m")
 	path := combinedPath("a:keyspace?pattern=a:*", "b:keyspace?pattern=b:*")
 	s := k.open(path)
-	s.expect("connected")
-	s.expect("connected")
+	s.Expect("connected")
+	s.Expect("connected")
 	var seen []string
 	write := func(from, to int) {
 		for i := from; i < to; i++ {
@@ -59,24 +61,24 @@ func TestCombinedStreamResumes(t *testing.T) {
 	}
 	write(0, 5)
 	for range 10 {
-		seen = append(seen, data(t, s.expect("set"))["data"].(map[string]any)["key"].(string))
+		seen = append(seen, testkit.Data(t, s.Expect("set"))["data"].(map[string]any)["key"].(string))
 	}
-	s.close()
+	s.Close()
 	witness := k.open(path)
-	witness.expect("connected")
-	witness.expect("connected")
+	witness.Expect("connected")
+	witness.Expect("connected")
 	write(5, 10)
 	for range 10 {
-		witness.expect("set")
+		witness.Expect("set")
 	}
-	r := k.open(path, "Last-Event-ID", s.lastID)
-	r.expect("connected")
-	r.expect("connected")
+	r := k.open(path, "Last-Event-ID", s.LastID)
+	r.Expect("connected")
+	r.Expect("connected")
 	for range 10 {
-		seen = append(seen, data(t, r.expect("set"))["data"].(map[string]any)["key"].(string))
+		seen = append(seen, testkit.Data(t, r.Expect("set"))["data"].(map[string]any)["key"].(string))
 	}
 	k.do("SET", "a:live", "x")
-	if got := data(t, r.expect("set"))["data"].(map[string]any)["key"]; got != "a:live" {
+	if got := testkit.Data(t, r.Expect("set"))["data"].(map[string]any)["key"]; got != "a:live" {
 		t.Fatalf("after the replay: %v (a duplicate?)", got)
 	}
 	// Every event once, and in order within each sub.
@@ -127,11 +129,11 @@ func TestCombinedStreamBadInput(t *testing.T) {
 func TestCombinedStreamWithChannel(t *testing.T) {
 	k := startKeyflux(t, keyspaceFlags)
 	s := k.open(combinedPath("news:channels/news", "keys:keyspace?pattern=k:*"))
-	s.expect("connected")
-	s.expect("connected")
+	s.Expect("connected")
+	s.Expect("connected")
 	k.do("PUBLISH", "news", "line 1\nline 2")
-	ev := s.expect("message")
-	if d := data(t, ev); d["sub"] != "news" || d["data"] != "line 1\nline 2" {
+	ev := s.Expect("message")
+	if d := testkit.Data(t, ev); d["sub"] != "news" || d["data"] != "line 1\nline 2" {
 		t.Fatalf("channel event in a combined stream: %s", ev.Data)
 	}
 	status, body := k.get(combinedPath("audit:log/audit"))

@@ -10,7 +10,7 @@ import (
 	"github.com/peterbourgon/ff/v3"
 
 	"github.com/keyflux/keyflux/handlers"
-	"github.com/keyflux/keyflux/streams"
+	"github.com/keyflux/keyflux/streams/redis"
 )
 
 // Config is everything Keyflux can be told, by flag or by the matching
@@ -18,7 +18,7 @@ import (
 type Config struct {
 	Listen         string
 	RedisURL       string
-	KeyspaceConfig streams.NotifyMode
+	KeyspaceConfig redis.NotifyMode
 	Heartbeat      time.Duration
 	Retry          time.Duration
 	ReplaySize     int
@@ -72,7 +72,7 @@ func parseConfig(args []string, stderr io.Writer) (Config, error) {
 		return c, err
 	}
 	var err error
-	if c.KeyspaceConfig, err = streams.ParseNotifyMode(*mode); err != nil {
+	if c.KeyspaceConfig, err = redis.ParseNotifyMode(*mode); err != nil {
 		return c, err
 	}
 	if err := c.LogLevel.UnmarshalText([]byte(*level)); err != nil {

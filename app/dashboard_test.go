@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+	"github.com/keyflux/keyflux/streams/testkit"
 )
 
 // The dashboard, driven in real headless Chromium against a real Keyflux and
@@ -71,7 +72,7 @@ func TestDashboardSubscribeShowsRows(t *testing.T) {
 	// Stop ends the log's subscription, and with nothing pinned the connection.
 	p.click("#stop")
 	p.waitFor(`document.getElementById("conn").dataset.state === "closed" && window.__es.open === 0`, "the stream stopped")
-	eventually(t, "no stream client", func() bool { return k.srv.sink.Clients() == 0 })
+	testkit.Eventually(t, "no stream client", func() bool { return k.srv.sink.Clients() == 0 })
 }
 
 func TestDashboardShowsValues(t *testing.T) {
@@ -227,9 +228,9 @@ func TestDashboardPinningLosesNoLogEvents(t *testing.T) {
 	k.do("SET", "cfg:10", "ten")
 	k.do("SET", "cfg:30", "thirty")
 	other := k.open(combinedPath("pins:keys?key=cfg:30")) // another dashboard
-	defer other.close()
-	other.expect("connected")
-	other.expect("snapshot")
+	defer other.Close()
+	other.Expect("connected")
+	other.Expect("snapshot")
 	p := openDashboard(t, k, 1280, 900)
 	p.subscribe("job:*", "")
 	k.do("SET", "job:0", "x")
@@ -257,7 +258,7 @@ func TestDashboardPinningLosesNoLogEvents(t *testing.T) {
 	}
 	k.do("SET", "cfg:30", "changed")
 	p.waitFor(text(pinSel("cfg:30")+" .pin-value")+` === "changed"`, "a change of a pin")
-	eventually(t, "the page's stream and the other client", func() bool { return k.srv.sink.Clients() == 2 })
+	testkit.Eventually(t, "the page's stream and the other client", func() bool { return k.srv.sink.Clients() == 2 })
 	if got := eval[int](p, `window.__es.max`); got != 1 {
 		t.Fatalf("the page had %d EventSources open at once, want 1", got)
 	}
@@ -391,7 +392,7 @@ func TestDashboardShowsServerErrorsNextToFields(t *testing.T) {
 // the tracked tree as it was.
 func TestDashboardScreenshots(t *testing.T) {
 	k := startKeyflux(t, keyspaceFlags)
-	stop := startDemo(k.rc, 20*time.Millisecond, slog.New(slog.DiscardHandler))
+	stop := k.srv.redis.StartDemo(20*time.Millisecond, slog.New(slog.DiscardHandler))
 	defer stop()
 	k.do("ZADD", "leaderboard", "4210", "ada", "3890", "grace", "3120", "linus", "2875", "ken")
 	p := openDashboard(t, k, 1440, 1040)

@@ -1,23 +1,20 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
-	"fmt"
 	"io"
 	"net/http"
-	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/redis/rueidis"
-	"github.com/tmaxmax/go-sse"
 	"go.uber.org/goleak"
 
-	"github.com/keyflux/keyflux/app/redisserver"
+	"github.com/keyflux/keyflux/streams/redis/redisserver"
+	"github.com/keyflux/keyflux/streams/testkit"
 )
 
 // Some fasthttp goroutines are not ours: request workers it keeps idle for
@@ -49,12 +46,7 @@ type keyflux struct {
 // flags) and stops both when the test ends.
 func startKeyflux(t testing.TB, redisArgs []string, flags ...string) *keyflux {
 	t.Helper()
-	rs, err := redisserver.Start(context.Background(), redisArgs...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(rs.Stop)
-	return startKeyfluxOn(t, rs, flags...)
+	return startKeyfluxOn(t, testkit.StartRedis(t, redisArgs...), flags...)
 }
 
 // startKeyfluxOn starts a Keyflux process on an existing redis-server, as a
@@ -62,12 +54,7 @@ func startKeyflux(t testing.TB, redisArgs []string, flags ...string) *keyflux {
 func startKeyfluxOn(t testing.TB, rs *redisserver.Server, flags ...string) *keyflux {
 	t.Helper()
 	k := &keyflux{t: t, redis: rs, logs: &syncBuffer{}, done: make(chan error, 1)}
-	var err error
-	k.rc, err = rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{rs.Addr()}, DisableCache: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(k.rc.Close)
+	k.rc = testkit.NewClient(t, rs)
 	args := append([]string{"--listen", "127.0.0.1:0", "--redis-url", rs.URL(), "--log-level", "debug"}, flags...)
 	ctx, cancel := context.WithCancel(context.Background())
 	k.stop = cancel
@@ -100,37 +87,12 @@ func (k *keyflux) stopAndWait() {
 
 func (k *keyflux) do(args ...string) rueidis.RedisResult {
 	k.t.Helper()
-	r := k.rc.Do(context.Background(), k.rc.B().Arbitrary(args[0]).Args(args[1:]...).Build())
-	for try := 0; try < 3 && isConnError(r.Error()); try++ { // the test's own connection broke (restart)
-		r = k.rc.Do(context.Background(), k.rc.B().Arbitrary(args[0]).Args(args[1:]...).Build())
-	}
-	if err := r.Error(); err != nil && !rueidis.IsRedisNil(err) {
-		k.t.Fatalf("redis %v: %v", args, err)
-	}
-	return r
-}
-
-func isConnError(err error) bool {
-	_, redisErr := rueidis.IsRedisErr(err)
-	return err != nil && !redisErr
+	return testkit.Do(k.t, k.rc, args...)
 }
 
 func (k *keyflux) numpat() int64 {
 	n, _ := k.do("PUBSUB", "NUMPAT").AsInt64()
 	return n
-}
-
-// eventually polls cond, for states that have no event to await (Redis's
-// own counters, the server's client count).
-func eventually(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
 }
 
 var plainClient = &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 10 * time.Second}
@@ -151,93 +113,10 @@ func (k *keyflux) get(path string) (int, map[string]any) {
 	return resp.StatusCode, body
 }
 
-// stream is one EventSource-like client, reading with go-sse's parser.
-type stream struct {
-	t      testing.TB
-	resp   *http.Response
-	events chan sse.Event
-	lastID string
-}
-
-func (k *keyflux) open(path string, headers ...string) *stream {
+// open starts a stream of path on this Keyflux.
+func (k *keyflux) open(path string, headers ...string) *testkit.Stream {
 	k.t.Helper()
-	req, _ := http.NewRequest("GET", k.base+path, nil)
-	for i := 0; i+1 < len(headers); i += 2 {
-		req.Header.Set(headers[i], headers[i+1])
-	}
-	resp, err := (&http.Client{Transport: &http.Transport{DisableKeepAlives: true}}).Do(req)
-	if err != nil {
-		k.t.Fatal(err)
-	}
-	if resp.StatusCode != 200 {
-		b, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		k.t.Fatalf("GET %s: %d %s", path, resp.StatusCode, b)
-	}
-	s := &stream{t: k.t, resp: resp, events: make(chan sse.Event, 4096)}
-	go func() {
-		defer close(s.events)
-		for ev, err := range sse.Read(resp.Body, nil) {
-			if err != nil {
-				return
-			}
-			s.events <- ev
-		}
-	}()
-	k.t.Cleanup(s.close)
-	return s
-}
-
-func (s *stream) close() { s.resp.Body.Close() }
-
-// next returns the next event, failing the test if none comes.
-func (s *stream) next() sse.Event {
-	s.t.Helper()
-	select {
-	case ev, ok := <-s.events:
-		if !ok {
-			s.t.Fatal("stream ended")
-		}
-		s.lastID = ev.LastEventID
-		return ev
-	case <-time.After(10 * time.Second):
-		s.t.Fatal("no event within 10s")
-	}
-	return sse.Event{}
-}
-
-// expect returns the next event and checks its name.
-func (s *stream) expect(name string) sse.Event {
-	s.t.Helper()
-	ev := s.next()
-	if ev.Type != name {
-		s.t.Fatalf("got event %q (%s), want %q", ev.Type, ev.Data, name)
-	}
-	return ev
-}
-
-// ended waits for the server to end the stream.
-func (s *stream) ended() {
-	s.t.Helper()
-	for {
-		select {
-		case _, ok := <-s.events:
-			if !ok {
-				return
-			}
-		case <-time.After(10 * time.Second):
-			s.t.Fatal("stream still open")
-		}
-	}
-}
-
-func data(t testing.TB, ev sse.Event) map[string]any {
-	t.Helper()
-	var m map[string]any
-	if err := json.Unmarshal([]byte(ev.Data), &m); err != nil {
-		t.Fatalf("event %s data %q: %v", ev.Type, ev.Data, err)
-	}
-	return m
+	return testkit.Open(k.t, k.base+path, headers...)
 }
 
 // syncBuffer collects logs written from many goroutines.
@@ -258,36 +137,8 @@ func (b *syncBuffer) String() string {
 	return b.b.String()
 }
 
-// rawStream reads a stream's bytes as they are on the wire.
-type rawStream struct {
-	resp *http.Response
-	r    *bufio.Reader
-}
-
-func (k *keyflux) openRaw(path string) *rawStream {
+// openRaw starts a stream of path without parsing it.
+func (k *keyflux) openRaw(path string) *testkit.RawStream {
 	k.t.Helper()
-	resp, err := (&http.Client{Transport: &http.Transport{DisableKeepAlives: true}}).Get(k.base + path)
-	if err != nil {
-		k.t.Fatal(err)
-	}
-	k.t.Cleanup(func() { resp.Body.Close() })
-	return &rawStream{resp: resp, r: bufio.NewReader(resp.Body)}
+	return testkit.OpenRaw(k.t, k.base+path)
 }
-
-// block reads up to and including the next blank line.
-func (r *rawStream) block(t testing.TB) string {
-	t.Helper()
-	var b strings.Builder
-	for {
-		line, err := r.r.ReadString('\n')
-		if err != nil {
-			t.Fatalf("reading stream: %v (have %q)", err, b.String())
-		}
-		b.WriteString(line)
-		if line == "\n" {
-			return b.String()
-		}
-	}
-}
-
-var _ = fmt.Sprint

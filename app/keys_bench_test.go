@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keyflux/keyflux/streams/testkit"
 	"github.com/redis/rueidis"
 )
 
@@ -85,15 +86,15 @@ func BenchmarkTrackingModes(b *testing.B) {
 				}
 			}
 			for i := range watched {
-				sub, err := k.srv.hub.Subscribe(k.srv.keys.Stream(fmt.Sprint("t:", i*(keys/watched))), &counter{}, "")
+				sub, err := k.srv.hub.Subscribe(k.srv.redis.KeyWatches.Stream(fmt.Sprint("t:", i*(keys/watched))), &counter{}, "")
 				if err != nil {
 					b.Fatal(err)
 				}
 				defer sub.Close()
 			}
-			eventually(b, "watches live", func() bool { return k.srv.tracking.Watched() == watched })
+			testkit.Eventually(b, "watches live", func() bool { return k.srv.redis.Invalidations.Watched() == watched })
 			tracked := k.infoStat("stats", "tracking_total_keys")
-			inv, reads := k.srv.tracking.Received(), keyReads(k)
+			inv, reads := k.srv.redis.Invalidations.Received(), keyReads(k)
 			cpu := redisCPU(k)
 			ctx := context.Background()
 			cmds := make(rueidis.Commands, 0, batch)
@@ -115,7 +116,7 @@ func BenchmarkTrackingModes(b *testing.B) {
 			time.Sleep(200 * time.Millisecond)
 			n := float64(b.N)
 			b.ReportMetric(n/elapsed.Seconds(), "writes/s")
-			b.ReportMetric(float64(k.srv.tracking.Received()-inv)/n, "invalidations/write")
+			b.ReportMetric(float64(k.srv.redis.Invalidations.Received()-inv)/n, "invalidations/write")
 			b.ReportMetric(float64(keyReads(k)-reads)/n, "keyflux-reads/write")
 			b.ReportMetric((redisCPU(k)-cpu)*1e6/n, "redis-cpu-µs/write")
 			b.ReportMetric(float64(tracked), "tracked-keys")

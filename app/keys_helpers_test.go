@@ -10,37 +10,19 @@ import (
 	"github.com/tmaxmax/go-sse"
 
 	"github.com/keyflux/keyflux/streams"
+	"github.com/keyflux/keyflux/streams/testkit"
 )
 
-// cmdCalls is how many times Redis ran a command, from INFO commandstats
-// ("get", "type", "client|kill").
+// cmdCalls is how many times Redis ran a command ("get", "client|kill").
 func (k *keyflux) cmdCalls(cmd string) int {
 	k.t.Helper()
-	info, _ := k.do("INFO", "commandstats").ToString()
-	return infoField(info, "cmdstat_"+cmd+":", "calls=")
+	return testkit.CommandCalls(k.t, k.rc, cmd)
 }
 
 // infoStat is one numeric field of INFO ("tracking_total_keys").
 func (k *keyflux) infoStat(section, name string) int {
 	k.t.Helper()
-	info, _ := k.do("INFO", section).ToString()
-	return infoField(info, name+":", "")
-}
-
-func infoField(info, line, field string) int {
-	for _, l := range strings.Split(info, "\r\n") {
-		rest, ok := strings.CutPrefix(l, line)
-		if !ok {
-			continue
-		}
-		if field != "" {
-			_, rest, _ = strings.Cut(rest, field)
-			rest, _, _ = strings.Cut(rest, ",")
-		}
-		n, _ := strconv.Atoi(rest)
-		return n
-	}
-	return 0
+	return testkit.InfoStat(k.t, k.rc, section, name)
 }
 
 // cacheClientID is the id of Keyflux's caching connection (CLIENT LIST).
@@ -68,23 +50,23 @@ func keyState(t testing.TB, ev sse.Event) streams.KeyState {
 }
 
 // expectKey reads the next event, checks its name and key, and returns its data.
-func (s *stream) expectKey(name, key string) map[string]any {
-	s.t.Helper()
-	ev := s.expect(name)
-	d := data(s.t, ev)
+func expectKey(t testing.TB, s *testkit.Stream, name, key string) map[string]any {
+	t.Helper()
+	ev := s.Expect(name)
+	d := testkit.Data(t, ev)
 	if d["key"] != key {
-		s.t.Fatalf("%s for key %v, want %s (%s)", name, d["key"], key, ev.Data)
+		t.Fatalf("%s for key %v, want %s (%s)", name, d["key"], key, ev.Data)
 	}
 	return d
 }
 
 // snapshots reads one snapshot per key, in any order (each key is a topic
 // of its own and becomes ready on its own), keyed by key.
-func (s *stream) snapshots(n int) map[string]streams.KeyState {
-	s.t.Helper()
+func snapshots(t testing.TB, s *testkit.Stream, n int) map[string]streams.KeyState {
+	t.Helper()
 	out := make(map[string]streams.KeyState, n)
 	for range n {
-		st := keyState(s.t, s.expect("snapshot"))
+		st := keyState(t, s.Expect("snapshot"))
 		out[st.Key] = st
 	}
 	return out

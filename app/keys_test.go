@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/keyflux/keyflux/streams/testkit"
 	"go.uber.org/goleak"
 )
 
@@ -18,14 +19,14 @@ func TestKeysSnapshotUpdateDelete(t *testing.T) {
 	k := startKeyflux(t, nil)
 	k.do("SET", "order:42", "pending")
 	s := k.open("/streams/keys?key=order:42&key=order:43&key=order:42")
-	c := s.expect("connected")
+	c := s.Expect("connected")
 	if c.LastEventID == "" {
 		t.Fatal("connected has no id")
 	}
-	if d := data(t, c); fmt.Sprint(d["keys"]) != "[order:42 order:43]" || d["stream"] != "keys" {
+	if d := testkit.Data(t, c); fmt.Sprint(d["keys"]) != "[order:42 order:43]" || d["stream"] != "keys" {
 		t.Fatalf("connected %v: want the keys once each, in order", d)
 	}
-	snaps := s.snapshots(2)
+	snaps := snapshots(t, s, 2)
 	if got := snaps["order:42"]; !got.Exists || got.Type != "string" || string(got.Value) != `"pending"` || got.TTLms != -1 {
 		t.Fatalf("snapshot %+v", got)
 	}
@@ -34,12 +35,12 @@ func TestKeysSnapshotUpdateDelete(t *testing.T) {
 	}
 
 	k.do("SET", "order:42", "paid", "EX", "100")
-	d := s.expectKey("update", "order:42")
+	d := expectKey(t, s, "update", "order:42")
 	if d["value"] != "paid" || d["exists"] != true || d["ttl_ms"].(float64) <= 90000 || d["ttl_ms"].(float64) > 100000 {
 		t.Fatalf("update %v", d)
 	}
 	k.do("HSET", "order:43", "total", "9.50")
-	if d := s.expectKey("update", "order:43"); d["type"] != "hash" || fmt.Sprint(d["value"]) != "map[total:9.50]" {
+	if d := expectKey(t, s, "update", "order:43"); d["type"] != "hash" || fmt.Sprint(d["value"]) != "map[total:9.50]" {
 		t.Fatalf("update %v", d)
 	}
 
@@ -66,16 +67,16 @@ func TestKeysSnapshotUpdateDelete(t *testing.T) {
 		}, "evicted"},
 	} {
 		k.do(c.create...)
-		s.expectKey("update", "order:42")
+		expectKey(t, s, "update", "order:42")
 		c.remove()
-		if d := s.expectKey("delete", "order:42"); d["reason"] != c.reason || len(d) != 2 {
+		if d := expectKey(t, s, "delete", "order:42"); d["reason"] != c.reason || len(d) != 2 {
 			t.Fatalf("%s: delete %v, want reason %s\n%s", c.name, d, c.reason, k.logs)
 		}
 	}
 	// A write that leaves a missing key missing says nothing.
 	k.do("DEL", "order:42")
 	k.do("SET", "order:42", "back")
-	if d := s.expectKey("update", "order:42"); d["value"] != "back" {
+	if d := expectKey(t, s, "update", "order:42"); d["value"] != "back" {
 		t.Fatalf("after a no-op delete: %v", d)
 	}
 }
@@ -118,7 +119,7 @@ func TestKeysValueTypesRoundTrip(t *testing.T) {
 		q.Add("key", key)
 	}
 	s := k.open("/streams/keys?" + q.Encode())
-	s.expect("connected")
+	s.Expect("connected")
 	check := func(how string, st map[string]any) {
 		t.Helper()
 		key := st["key"].(string)
@@ -128,7 +129,7 @@ func TestKeysValueTypesRoundTrip(t *testing.T) {
 		}
 	}
 	for range want {
-		check("snapshot", data(t, s.expect("snapshot")))
+		check("snapshot", testkit.Data(t, s.Expect("snapshot")))
 	}
 	for key := range want {
 		status, body := k.get("/api/keys/" + url.PathEscape(key))
@@ -141,16 +142,16 @@ func TestKeysValueTypesRoundTrip(t *testing.T) {
 	for _, key := range []string{"v:bin", "v:text"} {
 		v, _ := k.do("GET", key).ToString()
 		k.do("SET", key, "changed")
-		if d := s.expectKey("update", key); d["value"] != "changed" {
+		if d := expectKey(t, s, "update", key); d["value"] != "changed" {
 			t.Fatalf("update %v", d)
 		}
 		k.do("SET", key, v)
-		check("update", data(t, s.expect("update")))
+		check("update", testkit.Data(t, s.Expect("update")))
 	}
 	// A write that changes nothing sends nothing.
 	k.do("SET", "v:empty", "")
 	k.do("SET", "v:empty", "now")
-	if d := s.expectKey("update", "v:empty"); d["value"] != "now" {
+	if d := expectKey(t, s, "update", "v:empty"); d["value"] != "now" {
 		t.Fatalf("after a write of the same value: %v", d)
 	}
 }
@@ -168,11 +169,11 @@ func TestKeysThousandWatchersOneReadPerChange(t *testing.T) {
 	)
 	k := startKeyflux(t, nil, "--queue-bytes", "4194304")
 	k.do("SET", "hot", "v0")
-	var clients []*stream
+	var clients []*testkit.Stream
 	for range httpClients {
 		s := k.open("/streams/keys?key=hot")
-		s.expect("connected")
-		if v := s.expectKey("snapshot", "hot")["value"]; v != "v0" {
+		s.Expect("connected")
+		if v := expectKey(t, s, "snapshot", "hot")["value"]; v != "v0" {
 			t.Fatalf("snapshot %v", v)
 		}
 		clients = append(clients, s)
@@ -180,7 +181,7 @@ func TestKeysThousandWatchersOneReadPerChange(t *testing.T) {
 	var counters []*counter
 	for range hubClients {
 		c := &counter{}
-		sub, err := k.srv.hub.Subscribe(k.srv.keys.Stream("hot"), c, "")
+		sub, err := k.srv.hub.Subscribe(k.srv.redis.KeyWatches.Stream("hot"), c, "")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -192,11 +193,11 @@ func TestKeysThousandWatchersOneReadPerChange(t *testing.T) {
 	}
 	// next reads an HTTP client's updates up to value n, checking the order;
 	// it returns how many it got.
-	next := func(s *stream, from, to int) int {
+	next := func(s *testkit.Stream, from, to int) int {
 		t.Helper()
 		got := 0
 		for last := from; last < to; got++ {
-			v := s.expectKey("update", "hot")["value"].(string)
+			v := expectKey(t, s, "update", "hot")["value"].(string)
 			var n int
 			fmt.Sscanf(v, "v%d", &n)
 			if n <= last {
@@ -213,7 +214,7 @@ func TestKeysThousandWatchersOneReadPerChange(t *testing.T) {
 			received += next(s, 0, to)
 		}
 		for i, c := range counters {
-			eventually(t, fmt.Sprint("hub client ", i, " reaching v", to), func() bool {
+			testkit.Eventually(t, fmt.Sprint("hub client ", i, " reaching v", to), func() bool {
 				n, _, err := c.state()
 				if err != "" {
 					t.Fatal(err)
@@ -266,11 +267,11 @@ func TestKeysHealAfterConnectionLoss(t *testing.T) {
 	k := startKeyflux(t, nil)
 	k.do("SET", "c:1", "a")
 	k.do("HSET", "c:2", "f", "1")
-	var clients []*stream
+	var clients []*testkit.Stream
 	for range 3 {
 		s := k.open("/streams/keys?key=c:1&key=c:2")
-		s.expect("connected")
-		s.snapshots(2)
+		s.Expect("connected")
+		snapshots(t, s, 2)
 		clients = append(clients, s)
 	}
 
@@ -280,7 +281,7 @@ func TestKeysHealAfterConnectionLoss(t *testing.T) {
 	k.do("SET", "c:1", "b") // possibly while Keyflux reconnects
 	for _, s := range clients {
 		for {
-			ev := s.next()
+			ev := s.Next()
 			if ev.Type == "snapshot" {
 				break
 			}
@@ -296,7 +297,7 @@ func TestKeysHealAfterConnectionLoss(t *testing.T) {
 	for _, s := range clients {
 		gone := map[string]bool{}
 		for len(gone) < 2 {
-			ev := s.next()
+			ev := s.Next()
 			if st := keyState(t, ev); ev.Type == "snapshot" && !st.Exists {
 				gone[st.Key] = true
 			}
@@ -307,7 +308,7 @@ func TestKeysHealAfterConnectionLoss(t *testing.T) {
 	for _, s := range clients {
 		have := map[string]string{}
 		for have["c:1"] != `"final"` || have["c:2"] != `["x","y"]` {
-			st := keyState(t, s.next())
+			st := keyState(t, s.Next())
 			have[st.Key] = string(st.Value)
 		}
 	}
@@ -325,37 +326,37 @@ func TestKeysReleasedWhenClientsLeave(t *testing.T) {
 		return n
 	}
 	released := func() bool {
-		return k.srv.hub.Topics() == 0 && k.srv.tracking.Watched() == 0 && k.srv.sink.Clients() == 0 &&
+		return k.srv.hub.Topics() == 0 && k.srv.redis.Invalidations.Watched() == 0 && k.srv.sink.Clients() == 0 &&
 			numsub("r:1") == 0 && numsub("r:2") == 0 && numsub("r:3") == 0
 	}
 	// Warm up: the caching connection and its reader stay for the process.
 	w := k.open("/streams/keys?key=warm")
-	w.expect("connected")
-	w.close()
-	eventually(t, "warm-up released", released)
+	w.Expect("connected")
+	w.Close()
+	testkit.Eventually(t, "warm-up released", released)
 	k.do("SET", "warm", "x") // Redis forgets a tracked key once it is invalidated
-	eventually(t, "warm key untracked", func() bool { return k.infoStat("stats", "tracking_total_keys") == 0 })
+	testkit.Eventually(t, "warm key untracked", func() bool { return k.infoStat("stats", "tracking_total_keys") == 0 })
 	baseline := append([]goleak.Option{goleak.IgnoreCurrent()}, fasthttpOwn...)
 
 	a := k.open("/streams/keys?key=r:1&key=r:2")
 	b := k.open("/streams/keys?key=r:2&key=r:3") // shares r:2's upstream with a
-	a.expect("connected")
-	a.snapshots(2)
-	b.expect("connected")
-	b.snapshots(2)
-	if k.srv.hub.Topics() != 3 || k.srv.tracking.Watched() != 3 || numsub("r:2") != 1 {
+	a.Expect("connected")
+	snapshots(t, a, 2)
+	b.Expect("connected")
+	snapshots(t, b, 2)
+	if k.srv.hub.Topics() != 3 || k.srv.redis.Invalidations.Watched() != 3 || numsub("r:2") != 1 {
 		t.Fatalf("topics %d, watched %d, r:2 subscriptions %d; want 3, 3, 1",
-			k.srv.hub.Topics(), k.srv.tracking.Watched(), numsub("r:2"))
+			k.srv.hub.Topics(), k.srv.redis.Invalidations.Watched(), numsub("r:2"))
 	}
 	if n := k.infoStat("stats", "tracking_total_keys"); n != 3 {
 		t.Fatalf("Redis tracks %d keys, want 3", n)
 	}
 	k.do("SET", "r:2", "x")
-	a.expectKey("update", "r:2")
-	b.expectKey("update", "r:2")
-	a.close()
-	b.close()
-	eventually(t, "upstreams released", released)
+	expectKey(t, a, "update", "r:2")
+	expectKey(t, b, "update", "r:2")
+	a.Close()
+	b.Close()
+	testkit.Eventually(t, "upstreams released", released)
 	goleak.VerifyNone(t, baseline...)
 
 	// Redis still tracks the keys until each changes once; that change is
@@ -364,7 +365,7 @@ func TestKeysReleasedWhenClientsLeave(t *testing.T) {
 	for _, key := range []string{"r:1", "r:2", "r:3"} {
 		k.do("SET", key, "y")
 	}
-	eventually(t, "Redis to forget the keys", func() bool { return k.infoStat("stats", "tracking_total_keys") == 0 })
+	testkit.Eventually(t, "Redis to forget the keys", func() bool { return k.infoStat("stats", "tracking_total_keys") == 0 })
 	k.do("SET", "r:2", "z")
 	if n := k.cmdCalls("get") - gets; n != 0 {
 		t.Fatalf("%d reads of keys nobody watches", n)
@@ -375,64 +376,64 @@ func TestKeysResume(t *testing.T) {
 	k := startKeyflux(t, nil, "--linger", "1m")
 	const path = "/streams/keys?key=j:1&key=j:2"
 	s := k.open(path)
-	s.expect("connected")
-	s.snapshots(2)
+	s.Expect("connected")
+	snapshots(t, s, 2)
 	k.do("SET", "j:1", "a")
-	s.expectKey("update", "j:1")
-	from := s.lastID
-	s.close()
+	expectKey(t, s, "update", "j:1")
+	from := s.LastID
+	s.Close()
 
 	watch := k.open("/streams/keys?key=j:1&key=j:2")
-	watch.expect("connected")
-	watch.snapshots(2)
+	watch.Expect("connected")
+	snapshots(t, watch, 2)
 	k.do("SET", "j:2", "b")
-	watch.expectKey("update", "j:2")
+	expectKey(t, watch, "update", "j:2")
 	k.do("SET", "j:1", "c")
-	watch.expectKey("update", "j:1")
+	expectKey(t, watch, "update", "j:1")
 
 	// Both keys resume from the one id: j:1 changed once since, and gets
 	// that update; j:2 also changed once, and gets it too, in the order
 	// they happened. No snapshots.
 	r := k.open(path, "Last-Event-ID", from)
-	if c := r.expect("connected"); c.LastEventID != "" {
+	if c := r.Expect("connected"); c.LastEventID != "" {
 		t.Fatalf("connected of a resume has id %q", c.LastEventID)
 	}
-	if d := r.expectKey("update", "j:2"); d["value"] != "b" {
+	if d := expectKey(t, r, "update", "j:2"); d["value"] != "b" {
 		t.Fatalf("replayed %v", d)
 	}
-	if d := r.expectKey("update", "j:1"); d["value"] != "c" {
+	if d := expectKey(t, r, "update", "j:1"); d["value"] != "c" {
 		t.Fatalf("replayed %v", d)
 	}
-	r.close()
+	r.Close()
 	// j:1 changes twice more: a client resuming from the same id missed
 	// three values of it and gets one snapshot of the latest instead.
 	for _, v := range []string{"c2", "c3"} {
 		k.do("SET", "j:1", v)
-		watch.expectKey("update", "j:1")
+		expectKey(t, watch, "update", "j:1")
 	}
 	r = k.open(path, "Last-Event-ID", from)
-	r.expect("connected")
-	if d := r.expectKey("snapshot", "j:1"); d["value"] != "c3" {
+	r.Expect("connected")
+	if d := expectKey(t, r, "snapshot", "j:1"); d["value"] != "c3" {
 		t.Fatalf("healed with %v", d)
 	}
-	if d := r.expectKey("update", "j:2"); d["value"] != "b" {
+	if d := expectKey(t, r, "update", "j:2"); d["value"] != "b" {
 		t.Fatalf("replayed %v", d)
 	}
 	k.do("SET", "j:2", "live")
-	if d := r.expectKey("update", "j:2"); d["value"] != "live" {
+	if d := expectKey(t, r, "update", "j:2"); d["value"] != "live" {
 		t.Fatalf("live %v", d)
 	}
-	watch.expectKey("update", "j:2")
+	expectKey(t, watch, "update", "j:2")
 
 	// An id the process cannot vouch for: fresh snapshots, never a reset.
 	for _, id := range []string{"foreign-3", strings.Split(from, "-")[0] + "-999999999"} {
 		r := k.open(path, "Last-Event-ID", id)
-		r.expect("connected")
-		snaps := r.snapshots(2)
+		r.Expect("connected")
+		snaps := snapshots(t, r, 2)
 		if string(snaps["j:1"].Value) != `"c3"` || string(snaps["j:2"].Value) != `"live"` {
 			t.Fatalf("id %s: snapshots %+v", id, snaps)
 		}
-		r.close()
+		r.Close()
 	}
 }
 
@@ -477,7 +478,7 @@ func TestKeysBadInput(t *testing.T) {
 	if !strings.HasPrefix(string(raw), "HTTP/1.1 400") || !strings.Contains(string(raw), "percent-encoded") {
 		t.Errorf("badly escaped key: %q", raw)
 	}
-	if k.srv.hub.Topics() != 0 || k.srv.tracking.Watched() != 0 || k.srv.sink.Clients() != 0 {
+	if k.srv.hub.Topics() != 0 || k.srv.redis.Invalidations.Watched() != 0 || k.srv.sink.Clients() != 0 {
 		t.Fatal("a rejected request left a watch behind")
 	}
 	if k.cmdCalls("get") != gets || k.cmdCalls("type") != types || k.infoStat("stats", "tracking_total_keys") != 0 {
@@ -489,7 +490,7 @@ func TestKeysBadInput(t *testing.T) {
 		t.Fatal("a rejected request subscribed")
 	}
 	ok := k.open("/streams/keys?key=user:1&key=user:1&key=user:1&key=order:1") // 2 distinct keys
-	ok.expect("connected")
+	ok.Expect("connected")
 }
 
 func TestKeysAPIServedFromCache(t *testing.T) {
@@ -516,18 +517,18 @@ func TestKeysAPIServedFromCache(t *testing.T) {
 	// A lost connection flushes the whole local cache (rueidis calls
 	// OnInvalidations with nil once it notices): a change Keyflux could not
 	// hear about meanwhile is not hidden behind a stale copy.
-	flushes := k.srv.tracking.Received()
+	flushes := k.srv.redis.Invalidations.Received()
 	k.do("CLIENT", "KILL", "ID", k.cacheClientID())
-	eventually(t, "Keyflux to notice the lost connection", func() bool { return k.srv.tracking.Received() > flushes })
+	testkit.Eventually(t, "Keyflux to notice the lost connection", func() bool { return k.srv.redis.Invalidations.Received() > flushes })
 	k.do("SET", "p:1", "changed unseen")
 	if _, body := k.get("/api/keys/p:1"); body["value"] != "changed unseen" {
 		t.Fatalf("after the connection was lost the API answered %v", body)
 	}
 	// A change invalidates the cached copy: the next request sees it.
 	k.do("SET", "p:1", "two")
-	eventually(t, "the new value", func() bool { _, body := k.get("/api/keys/p:1"); return body["value"] == "two" })
+	testkit.Eventually(t, "the new value", func() bool { _, body := k.get("/api/keys/p:1"); return body["value"] == "two" })
 	k.do("DEL", "p:1")
-	eventually(t, "404", func() bool {
+	testkit.Eventually(t, "404", func() bool {
 		status, body := k.get("/api/keys/p:1")
 		return status == 404 && body["exists"] == false && body["key"] == "p:1"
 	})
@@ -547,15 +548,15 @@ func TestKeysBroadcastTracking(t *testing.T) {
 		t.Fatalf("no tracking connection in\n%s", list)
 	}
 	s := k.open("/streams/keys?key=b:1&key=c:1")
-	s.expect("connected")
-	s.snapshots(2)
+	s.Expect("connected")
+	snapshots(t, s, 2)
 	k.do("SET", "b:1", "x")
-	if d := s.expectKey("update", "b:1"); d["value"] != "x" {
+	if d := expectKey(t, s, "update", "b:1"); d["value"] != "x" {
 		t.Fatalf("update %v", d)
 	}
 	k.do("SET", "b:unwatched", "x")
 	k.do("SET", "c:1", "y")
-	if d := s.expectKey("update", "c:1"); d["value"] != "y" {
+	if d := expectKey(t, s, "update", "c:1"); d["value"] != "y" {
 		t.Fatalf("update %v", d)
 	}
 	if n := k.infoStat("stats", "tracking_total_prefixes"); n != 2 {
@@ -569,21 +570,21 @@ func TestKeysBroadcastTracking(t *testing.T) {
 func TestKeyspaceWithValues(t *testing.T) {
 	k := startKeyflux(t, nil)
 	s := k.open("/streams/keyspace?pattern=kv:*&values=true")
-	if d := data(t, s.expect("connected")); d["values"] != true {
+	if d := testkit.Data(t, s.Expect("connected")); d["values"] != true {
 		t.Fatalf("connected %v", d)
 	}
 	plain := k.open("/streams/keyspace?pattern=kv:*")
-	plain.expect("connected")
+	plain.Expect("connected")
 	k.do("HSET", "kv:1", "a", "1")
-	d := data(t, s.expect("hset"))
+	d := testkit.Data(t, s.Expect("hset"))
 	if d["type"] != "hash" || fmt.Sprint(d["value"]) != "map[a:1]" || d["key"] != "kv:1" {
 		t.Fatalf("event %v", d)
 	}
-	if d := data(t, plain.expect("hset")); d["value"] != nil || d["type"] != nil {
+	if d := testkit.Data(t, plain.Expect("hset")); d["value"] != nil || d["type"] != nil {
 		t.Fatalf("a stream without values got %v", d)
 	}
 	k.do("DEL", "kv:1")
-	if d := data(t, s.expect("del")); d["type"] != "none" || d["value"] != nil {
+	if d := testkit.Data(t, s.Expect("del")); d["type"] != "none" || d["value"] != nil {
 		t.Fatalf("event %v", d)
 	}
 }
@@ -595,14 +596,14 @@ func TestKeysDeleteReasonWithoutNotifications(t *testing.T) {
 	k.do("SET", "n:1", "x")
 	k.do("SET", "n:2", "x", "PX", "40")
 	s := k.open("/streams/keys?key=n:1&key=n:2")
-	s.expect("connected")
-	s.snapshots(2)
+	s.Expect("connected")
+	snapshots(t, s, 2)
 	// Past its TTL, a key that vanished expired.
-	if d := s.expectKey("delete", "n:2"); d["reason"] != "expired" {
+	if d := expectKey(t, s, "delete", "n:2"); d["reason"] != "expired" {
 		t.Fatalf("delete %v", d)
 	}
 	k.do("DEL", "n:1")
-	if d := s.expectKey("delete", "n:1"); d["reason"] != "unknown" {
+	if d := expectKey(t, s, "delete", "n:1"); d["reason"] != "unknown" {
 		t.Fatalf("delete %v", d)
 	}
 	resp, err := plainClient.Get(k.base + "/metrics")
@@ -615,22 +616,6 @@ func TestKeysDeleteReasonWithoutNotifications(t *testing.T) {
 		`keyflux_events_in_total{source="keys"} 2`, "keyflux_snapshots_sent_total 2"} {
 		if !strings.Contains(body.String(), want) {
 			t.Errorf("metrics lack %q", want)
-		}
-	}
-}
-
-func TestBcastOptions(t *testing.T) {
-	for _, c := range []struct {
-		prefixes []string
-		want     string
-	}{
-		{nil, "[BCAST]"},
-		{[]string{"user:", "order:"}, "[BCAST PREFIX order: PREFIX user:]"},
-		{[]string{"user:admin:", "user:", "user:"}, "[BCAST PREFIX user:]"}, // Redis refuses overlaps
-		{[]string{"ab", "abc", "ac"}, "[BCAST PREFIX ab PREFIX ac]"},
-	} {
-		if got := fmt.Sprint(bcastOptions(c.prefixes)); got != c.want {
-			t.Errorf("bcastOptions(%q) = %s, want %s", c.prefixes, got, c.want)
 		}
 	}
 }

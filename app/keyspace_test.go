@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keyflux/keyflux/streams/testkit"
 	"go.uber.org/goleak"
 )
 
@@ -16,20 +17,20 @@ var keyspaceFlags = []string{"--notify-keyspace-events", "KA"}
 func TestKeyspaceStreamWireFormat(t *testing.T) {
 	k := startKeyflux(t, nil, "--retry", "1500ms")
 	r := k.openRaw("/streams/keyspace?pattern=user:*")
-	h := r.resp.Header
+	h := r.Resp.Header
 	if h.Get("Content-Type") != "text/event-stream" || h.Get("Cache-Control") != "no-cache" ||
 		h.Get("X-Accel-Buffering") != "no" {
 		t.Fatalf("headers %v", h)
 	}
-	if got := r.block(t); got != "retry: 1500\n\n" {
+	if got := r.Block(t); got != "retry: 1500\n\n" {
 		t.Fatalf("first bytes %q, want the retry field", got)
 	}
-	connected := r.block(t)
+	connected := r.Block(t)
 	if !strings.HasPrefix(connected, "id: ") || !strings.Contains(connected, "\nevent: connected\ndata: {") {
 		t.Fatalf("connected event %q", connected)
 	}
 	k.do("SET", "user:a\nevent: injected\n\ndata: x", "v")
-	got := r.block(t)
+	got := r.Block(t)
 	lines := strings.Split(strings.TrimSuffix(got, "\n\n"), "\n")
 	if len(lines) != 3 || lines[1] != "event: set" ||
 		!strings.HasPrefix(lines[2], `data: {"key":"user:a\nevent: injected\n\ndata: x","event":"set","db":0,"ts":`) {
@@ -41,11 +42,11 @@ func TestKeyspaceEvents(t *testing.T) {
 	k := startKeyflux(t, nil)
 	all := k.open("/streams/keyspace?pattern=user:*")
 	only := k.open("/streams/keyspace?pattern=user:*&events=set,expired")
-	c := data(t, all.expect("connected"))
+	c := testkit.Data(t, all.Expect("connected"))
 	if c["pattern"] != "user:*" || c["stream"] != "keyspace" {
 		t.Fatalf("connected data %v", c)
 	}
-	only.expect("connected")
+	only.Expect("connected")
 
 	k.do("SET", "order:1", "x") // another pattern
 	k.do("SET", "user:1", "x")
@@ -57,8 +58,8 @@ func TestKeyspaceEvents(t *testing.T) {
 		{"set", "user:1"}, {"hset", "user:2"}, {"del", "user:1"}, {"set", "user:3"},
 		{"expire", "user:3"}, {"expired", "user:3"},
 	} {
-		ev := all.expect(want.name)
-		d := data(t, ev)
+		ev := all.Expect(want.name)
+		d := testkit.Data(t, ev)
 		if d["key"] != want.key || d["event"] != want.name || d["db"] != 0.0 {
 			t.Fatalf("event %s data %v, want key %s", ev.Type, d, want.key)
 		}
@@ -67,7 +68,7 @@ func TestKeyspaceEvents(t *testing.T) {
 		}
 	}
 	for _, want := range []string{"set", "set", "expired"} {
-		only.expect(want)
+		only.Expect(want)
 	}
 }
 
@@ -76,25 +77,25 @@ func TestKeyspaceSharedAndReleased(t *testing.T) {
 	// Warm up once, so that the baseline holds Redis connections that
 	// stay for the life of the process.
 	w := k.open("/streams/keyspace?pattern=warm")
-	w.expect("connected")
-	w.close()
-	eventually(t, "warm-up released", func() bool { return k.numpat() == 0 && k.srv.hub.Topics() == 0 })
+	w.Expect("connected")
+	w.Close()
+	testkit.Eventually(t, "warm-up released", func() bool { return k.numpat() == 0 && k.srv.hub.Topics() == 0 })
 	baseline := append([]goleak.Option{goleak.IgnoreCurrent()}, fasthttpOwn...)
 
 	a := k.open("/streams/keyspace?pattern=user:*&events=set,del")
 	b := k.open("/streams/keyspace?events=del,set,set&pattern=user:*") // same stream, other spelling
-	a.expect("connected")
-	b.expect("connected")
+	a.Expect("connected")
+	b.Expect("connected")
 	if n := k.numpat(); n != 1 || k.srv.hub.Topics() != 1 {
 		t.Fatalf("two clients of one stream: NUMPAT %d, topics %d; want 1, 1", n, k.srv.hub.Topics())
 	}
 	k.do("SET", "user:1", "x")
-	if a.expect("set").Data != b.expect("set").Data {
+	if a.Expect("set").Data != b.Expect("set").Data {
 		t.Fatal("clients of one stream got different data")
 	}
-	a.close()
-	b.close()
-	eventually(t, "subscription released after the linger", func() bool {
+	a.Close()
+	b.Close()
+	testkit.Eventually(t, "subscription released after the linger", func() bool {
 		return k.numpat() == 0 && k.srv.hub.Topics() == 0 && k.srv.sink.Clients() == 0
 	})
 	goleak.VerifyNone(t, baseline...)
@@ -122,7 +123,7 @@ func TestDroppedClientReleasedWithinAHeartbeat(t *testing.T) {
 	}
 	conn.Close() // the browser tab is gone; no write from the server has failed yet
 	closed := time.Now()
-	eventually(t, "server to notice the closed connection", func() bool {
+	testkit.Eventually(t, "server to notice the closed connection", func() bool {
 		return k.srv.sink.Clients() == 0 && k.srv.hub.Topics() == 0 && k.numpat() == 0
 	})
 	if took := time.Since(closed); took > 3*heartbeat {
@@ -133,9 +134,9 @@ func TestDroppedClientReleasedWithinAHeartbeat(t *testing.T) {
 func TestHeartbeat(t *testing.T) {
 	k := startKeyflux(t, keyspaceFlags, "--heartbeat", "100ms")
 	r := k.openRaw("/streams/keyspace?pattern=quiet")
-	r.block(t) // retry
-	r.block(t) // connected
-	if got := r.block(t); got != ": ping\n\n" {
+	r.Block(t) // retry
+	r.Block(t) // connected
+	if got := r.Block(t); got != ": ping\n\n" {
 		t.Fatalf("idle stream sent %q, want a comment", got)
 	}
 }
@@ -144,54 +145,54 @@ func TestResumeWithLastEventID(t *testing.T) {
 	k := startKeyflux(t, keyspaceFlags, "--linger", "1m", "--replay-size", "16")
 	const path = "/streams/keyspace?pattern=job:*"
 	s := k.open(path)
-	s.expect("connected")
+	s.Expect("connected")
 	k.do("SET", "job:1", "a")
-	s.expect("set")
-	resumeFrom := s.lastID
-	s.close()
+	s.Expect("set")
+	resumeFrom := s.LastID
+	s.Close()
 
 	// Missed while away: the topic lingers and keeps them.
 	watch := k.open(path) // a live witness tells us when they have passed
-	watch.expect("connected")
+	watch.Expect("connected")
 	for _, key := range []string{"job:2", "job:3", "job:4"} {
 		k.do("SET", key, "b")
-		watch.expect("set")
+		watch.Expect("set")
 	}
 
 	missed := []string{"job:2", "job:3", "job:4"}
 	for _, how := range []string{"header", "query"} {
-		var r *stream
+		var r *testkit.Stream
 		if how == "header" {
 			r = k.open(path, "Last-Event-ID", resumeFrom)
 		} else {
 			r = k.open(path + "&lastEventId=" + resumeFrom)
 		}
-		c := r.expect("connected")
+		c := r.Expect("connected")
 		if c.LastEventID != "" {
 			t.Fatalf("%s: connected of a resume carries id %q", how, c.LastEventID)
 		}
 		for _, key := range missed {
-			if got := data(t, r.expect("set"))["key"]; got != key {
+			if got := testkit.Data(t, r.Expect("set"))["key"]; got != key {
 				t.Fatalf("%s: replayed %v, want %s", how, got, key)
 			}
 		}
 		k.do("SET", "job:live-"+how, "c")
-		if got := data(t, r.expect("set"))["key"]; got != "job:live-"+how {
+		if got := testkit.Data(t, r.Expect("set"))["key"]; got != "job:live-"+how {
 			t.Fatalf("%s: after replay got %v, want the live event", how, got)
 		}
-		watch.expect("set")
+		watch.Expect("set")
 		missed = append(missed, "job:live-"+how)
-		r.close()
+		r.Close()
 	}
 
 	for _, id := range []string{"someone-else-7", strings.Split(resumeFrom, "-")[0] + "-999999999"} {
 		r := k.open(path, "Last-Event-ID", id)
-		r.expect("connected")
-		reset := data(t, r.expect("reset"))
+		r.Expect("connected")
+		reset := testkit.Data(t, r.Expect("reset"))
 		if reset["reason"] != "unknown-id" && reset["reason"] != "expired-id" {
 			t.Fatalf("reset %v", reset)
 		}
-		r.close()
+		r.Close()
 	}
 }
 
@@ -199,19 +200,19 @@ func TestResumeBeforeFirstEvent(t *testing.T) {
 	k := startKeyflux(t, keyspaceFlags, "--linger", "1m")
 	const path = "/streams/keyspace?pattern=q:*"
 	s := k.open(path)
-	s.expect("connected")
-	id := s.lastID
+	s.Expect("connected")
+	id := s.LastID
 	if id == "" {
 		t.Fatal("connected has no id: a reconnect before the first event could not resume")
 	}
-	s.close()
+	s.Close()
 	w := k.open(path)
-	w.expect("connected")
+	w.Expect("connected")
 	k.do("SET", "q:1", "x")
-	w.expect("set")
+	w.Expect("set")
 	r := k.open(path, "Last-Event-ID", id)
-	r.expect("connected")
-	if got := data(t, r.expect("set"))["key"]; got != "q:1" {
+	r.Expect("connected")
+	if got := testkit.Data(t, r.Expect("set"))["key"]; got != "q:1" {
 		t.Fatalf("got %v", got)
 	}
 }
@@ -219,14 +220,14 @@ func TestResumeBeforeFirstEvent(t *testing.T) {
 func TestRedisRestartUnderLiveStream(t *testing.T) {
 	k := startKeyflux(t, nil) // auto mode, Redis starts with notifications off
 	s := k.open("/streams/keyspace?pattern=r:*")
-	s.expect("connected")
+	s.Expect("connected")
 	k.do("SET", "r:1", "x")
-	s.expect("set")
+	s.Expect("set")
 
 	if err := k.redis.Restart(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	reset := data(t, s.expect("reset"))
+	reset := testkit.Data(t, s.Expect("reset"))
 	if reset["reason"] != "upstream-gap" {
 		t.Fatalf("reset %v", reset)
 	}
@@ -235,7 +236,7 @@ func TestRedisRestartUnderLiveStream(t *testing.T) {
 		t.Fatalf("flags after restart %q: not re-applied", f)
 	}
 	k.do("SET", "r:2", "x")
-	if got := data(t, s.expect("set"))["key"]; got != "r:2" {
+	if got := testkit.Data(t, s.Expect("set"))["key"]; got != "r:2" {
 		t.Fatalf("after restart got %v", got)
 	}
 }
@@ -243,9 +244,9 @@ func TestRedisRestartUnderLiveStream(t *testing.T) {
 func TestNoneModeSendsNoConfig(t *testing.T) {
 	k := startKeyflux(t, keyspaceFlags, "--keyspace-config", "none")
 	s := k.open("/streams/keyspace?pattern=n:*")
-	s.expect("connected")
+	s.Expect("connected")
 	k.do("SET", "n:1", "x")
-	s.expect("set")
+	s.Expect("set")
 	info, _ := k.do("INFO", "commandstats").ToString()
 	if strings.Contains(info, "cmdstat_config") {
 		t.Fatalf("mode none sent CONFIG:\n%s", info)
@@ -299,7 +300,7 @@ func TestBadInput(t *testing.T) {
 		t.Fatalf("unknown route: %d %v", status, body)
 	}
 	ok := k.open("/streams/keyspace?pattern=order:*")
-	ok.expect("connected")
+	ok.Expect("connected")
 }
 
 func TestHealthReadyMetrics(t *testing.T) {
@@ -311,9 +312,9 @@ func TestHealthReadyMetrics(t *testing.T) {
 		t.Fatalf("readyz %d", status)
 	}
 	s := k.open("/streams/keyspace?pattern=m:*")
-	s.expect("connected")
+	s.Expect("connected")
 	k.do("SET", "m:1", "x")
-	s.expect("set")
+	s.Expect("set")
 	resp, err := plainClient.Get(k.base + "/metrics")
 	if err != nil {
 		t.Fatal(err)
@@ -337,9 +338,9 @@ func TestHealthReadyMetrics(t *testing.T) {
 func TestShutdownEndsStreams(t *testing.T) {
 	k := startKeyflux(t, keyspaceFlags)
 	s := k.open("/streams/keyspace?pattern=s:*")
-	s.expect("connected")
+	s.Expect("connected")
 	k.stop()
-	s.ended()
+	s.Ended()
 }
 
 func io_Copy(dst *strings.Builder, resp *http.Response) (int64, error) {

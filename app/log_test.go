@@ -12,7 +12,8 @@ import (
 	"github.com/redis/rueidis"
 	"go.uber.org/goleak"
 
-	"github.com/keyflux/keyflux/app/redisserver"
+	"github.com/keyflux/keyflux/streams/redis/redisserver"
+	"github.com/keyflux/keyflux/streams/testkit"
 )
 
 func (k *keyflux) xadd(key string, fields ...string) string {
@@ -41,24 +42,24 @@ func TestLogTail(t *testing.T) {
 	k := startKeyflux(t, nil)
 	old := k.xadd("Orders/EU", "n", "0")
 	s := k.open("/streams/log/Orders%2FEU")
-	c := s.expect("connected")
-	if d := data(t, c); d["stream"] != "log" || d["key"] != "Orders/EU" {
+	c := s.Expect("connected")
+	if d := testkit.Data(t, c); d["stream"] != "log" || d["key"] != "Orders/EU" {
 		t.Fatalf("connected %v", d)
 	}
 	if c.LastEventID != old {
 		t.Fatalf("connected id %q, want the newest entry %q (new entries only)", c.LastEventID, old)
 	}
 	id := k.xadd("Orders/EU", "z", "1", "a", "line\nbreak \"quoted\" é")
-	ev := s.expect("entry")
+	ev := s.Expect("entry")
 	if ev.LastEventID != id || ev.Data != `{"z":"1","a":"line\nbreak \"quoted\" é"}` {
 		t.Fatalf("entry id %q data %s, want id %s and the fields in order", ev.LastEventID, ev.Data, id)
 	}
 	k.xadd("Orders/EU", "event", "order-paid", "order", "42")
-	if d := data(t, s.expect("order-paid")); d["order"] != "42" || d["event"] != "order-paid" {
+	if d := testkit.Data(t, s.Expect("order-paid")); d["order"] != "42" || d["event"] != "order-paid" {
 		t.Fatalf("named entry %v", d)
 	}
 	k.xadd("Orders/EU", "event", "connected")
-	s.expect("entry") // Keyflux's own names cannot be spoofed
+	s.Expect("entry") // Keyflux's own names cannot be spoofed
 }
 
 func TestLogFromAndBacklog(t *testing.T) {
@@ -69,18 +70,18 @@ func TestLogFromAndBacklog(t *testing.T) {
 	}
 	back := k.open("/streams/log/log?backlog=2")
 	from := k.open("/streams/log/log?from=" + ids[1])
-	for _, s := range []*stream{back, from} {
-		if c := s.expect("connected"); c.LastEventID != "" {
+	for _, s := range []*testkit.Stream{back, from} {
+		if c := s.Expect("connected"); c.LastEventID != "" {
 			t.Fatalf("connected of a history start has id %q: a reconnect would skip the history", c.LastEventID)
 		}
 	}
 	k.xadd("log", "n", "6")
 	for _, c := range []struct {
-		s    *stream
+		s    *testkit.Stream
 		want []int
 	}{{back, []int{4, 5, 6}}, {from, []int{2, 3, 4, 5, 6}}} {
 		for _, n := range c.want {
-			if got := data(t, c.s.expect("entry"))["n"]; got != strconv.Itoa(n) {
+			if got := testkit.Data(t, c.s.Expect("entry"))["n"]; got != strconv.Itoa(n) {
 				t.Fatalf("got entry %v, want %d", got, n)
 			}
 		}
@@ -94,44 +95,44 @@ func TestLogTrimmedAndUnknownIDs(t *testing.T) {
 		ids = append(ids, k.xadd("t", "n", strconv.Itoa(i)))
 	}
 	k.do("XTRIM", "t", "MAXLEN", "5") // 6..10 remain
-	entries := func(s *stream, from, to int) {
+	entries := func(s *testkit.Stream, from, to int) {
 		t.Helper()
 		for n := from; n <= to; n++ {
-			ev := s.expect("entry")
-			if got := data(t, ev)["n"]; got != strconv.Itoa(n) || ev.LastEventID != ids[n-1] {
+			ev := s.Expect("entry")
+			if got := testkit.Data(t, ev)["n"]; got != strconv.Itoa(n) || ev.LastEventID != ids[n-1] {
 				t.Fatalf("got entry %v (%s), want %d", got, ev.LastEventID, n)
 			}
 		}
 	}
 
 	lost := k.open("/streams/log/t", "Last-Event-ID", ids[2]) // saw 3: 4 and 5 are gone
-	lost.expect("connected")
-	if d := data(t, lost.expect("reset")); d["reason"] != "expired-id" || d["first"] != ids[5] {
+	lost.Expect("connected")
+	if d := testkit.Data(t, lost.Expect("reset")); d["reason"] != "expired-id" || d["first"] != ids[5] {
 		t.Fatalf("reset %v, want expired-id with first %s", d, ids[5])
 	}
 	entries(lost, 6, 10)
 
 	whole := k.open("/streams/log/t?lastEventId=" + ids[6]) // saw 7: nothing is missing
-	whole.expect("connected")
+	whole.Expect("connected")
 	entries(whole, 8, 10)
 
 	k.do("XDEL", "t", ids[8]) // 9 is deleted before a client that saw 8 returns
 	del := k.open("/streams/log/t", "Last-Event-ID", ids[7])
-	del.expect("connected")
-	if d := data(t, del.expect("reset")); d["reason"] != "expired-id" {
+	del.Expect("connected")
+	if d := testkit.Data(t, del.Expect("reset")); d["reason"] != "expired-id" {
 		t.Fatalf("reset %v after XDEL", d)
 	}
 	entries(del, 10, 10)
 
 	for _, id := range []string{"99999999999999-0", "not-an-id", "1-2-3"} {
 		s := k.open("/streams/log/t", "Last-Event-ID", id)
-		if c := s.expect("connected"); c.LastEventID != ids[9] {
+		if c := s.Expect("connected"); c.LastEventID != ids[9] {
 			t.Fatalf("%s: connected id %q, want the newest %s", id, c.LastEventID, ids[9])
 		}
-		if d := data(t, s.expect("reset")); d["reason"] != "unknown-id" {
+		if d := testkit.Data(t, s.Expect("reset")); d["reason"] != "unknown-id" {
 			t.Fatalf("%s: reset %v", id, d)
 		}
-		s.close()
+		s.Close()
 	}
 	ids = append(ids, k.xadd("t", "n", "11"))
 	entries(lost, 11, 11)
@@ -147,7 +148,7 @@ func exactResume(t *testing.T, first *keyflux, next func(i int) *keyflux) {
 	const total, reconnects = 1000, 5
 	const path = "/streams/log/feed"
 	s := first.open(path)
-	if c := s.expect("connected"); c.LastEventID != "0-0" {
+	if c := s.Expect("connected"); c.LastEventID != "0-0" {
 		t.Fatalf("connected to an empty log has id %q, want 0-0", c.LastEventID)
 	}
 	var last string
@@ -176,7 +177,7 @@ func exactResume(t *testing.T, first *keyflux, next func(i int) *keyflux) {
 	var got []int
 	moved := 0
 	for len(got) < total {
-		ev := s.next()
+		ev := s.Next()
 		if ev.Type != "entry" {
 			t.Fatalf("after %d entries: unexpected %s %s", len(got), ev.Type, ev.Data)
 		}
@@ -190,10 +191,10 @@ func exactResume(t *testing.T, first *keyflux, next func(i int) *keyflux) {
 		if moved < reconnects && len(got)%(total/(reconnects+1)) == 0 {
 			moved++
 			t.Logf("reconnecting after entry %d, %d written", len(got), written.Load())
-			s.close()
+			s.Close()
 			k := next(moved)
 			s = k.open(path, "Last-Event-ID", last)
-			if c := s.expect("connected"); c.LastEventID != "" {
+			if c := s.Expect("connected"); c.LastEventID != "" {
 				t.Fatalf("connected of a resume has id %q", c.LastEventID)
 			}
 		}
@@ -214,7 +215,7 @@ func TestLogExactResumeSameProcess(t *testing.T) {
 }
 
 func TestLogExactResumeAcrossRestarts(t *testing.T) {
-	rs := startRedis(t)
+	rs := testkit.StartRedis(t)
 	k := startKeyfluxOn(t, rs)
 	exactResume(t, k, func(int) *keyflux {
 		k.shutdown()
@@ -224,7 +225,7 @@ func TestLogExactResumeAcrossRestarts(t *testing.T) {
 }
 
 func TestLogExactResumeAcrossProcesses(t *testing.T) {
-	rs := startRedis(t)
+	rs := testkit.StartRedis(t)
 	a, b := startKeyfluxOn(t, rs), startKeyfluxOn(t, rs)
 	exactResume(t, a, func(i int) *keyflux {
 		if i%2 == 1 {
@@ -247,14 +248,14 @@ func startRedis(t *testing.T) *redisserver.Server {
 func TestLogReadersReleased(t *testing.T) {
 	k := startKeyflux(t, nil, "--linger", "100ms")
 	w := k.open("/streams/log/warm")
-	w.expect("connected")
-	w.close()
-	eventually(t, "warm-up released", func() bool { return k.blockedClients() == 0 && k.srv.hub.Topics() == 0 })
+	w.Expect("connected")
+	w.Close()
+	testkit.Eventually(t, "warm-up released", func() bool { return k.blockedClients() == 0 && k.srv.hub.Topics() == 0 })
 	// Keyed commands go to a random one of rueidis's few pipeline
 	// connections, each opened on first use and kept, and switched for good
 	// to its reader and writer goroutines by a cancellable command: do
 	// that to all of them now.
-	c := k.srv.redis.client
+	c := k.srv.redis.StreamLogs.Client
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	for range 64 {
@@ -267,11 +268,11 @@ func TestLogReadersReleased(t *testing.T) {
 	a1 := k.open("/streams/log/a")
 	a2 := k.open("/streams/log/a?backlog=5")
 	b := k.open("/streams/log/b")
-	for _, s := range []*stream{a1, a2, b} {
-		s.expect("connected")
+	for _, s := range []*testkit.Stream{a1, a2, b} {
+		s.Expect("connected")
 	}
-	eventually(t, "one blocking reader per stream key", func() bool { return k.blockedClients() == 2 })
-	if n := k.srv.logs.Readers(); n != 2 {
+	testkit.Eventually(t, "one blocking reader per stream key", func() bool { return k.blockedClients() == 2 })
+	if n := k.srv.redis.StreamLogs.Readers(); n != 2 {
 		t.Fatalf("%d XREAD loops for two keys", n)
 	}
 	// The blocked readers hold connections of their own: the shared
@@ -280,13 +281,13 @@ func TestLogReadersReleased(t *testing.T) {
 		t.Fatalf("readyz %d while readers block", status)
 	}
 	k.xadd("a", "x", "1")
-	a1.expect("entry")
-	a2.expect("entry")
-	for _, s := range []*stream{a1, a2, b} {
-		s.close()
+	a1.Expect("entry")
+	a2.Expect("entry")
+	for _, s := range []*testkit.Stream{a1, a2, b} {
+		s.Close()
 	}
-	eventually(t, "blocking readers released", func() bool {
-		return k.blockedClients() == 0 && k.srv.logs.Readers() == 0 && k.srv.hub.Topics() == 0 && k.srv.sink.Clients() == 0
+	testkit.Eventually(t, "blocking readers released", func() bool {
+		return k.blockedClients() == 0 && k.srv.redis.StreamLogs.Readers() == 0 && k.srv.hub.Topics() == 0 && k.srv.sink.Clients() == 0
 	})
 	goleak.VerifyNone(t, baseline...)
 }
@@ -318,7 +319,7 @@ func TestLogBadInput(t *testing.T) {
 			t.Errorf("%s: %d %v, want %d with %q", c.path, status, body, c.status, c.error)
 		}
 	}
-	if k.blockedClients() != 0 || k.srv.logs.Readers() != 0 || k.srv.hub.Topics() != 0 || k.srv.sink.Clients() != 0 {
+	if k.blockedClients() != 0 || k.srv.redis.StreamLogs.Readers() != 0 || k.srv.hub.Topics() != 0 || k.srv.sink.Clients() != 0 {
 		t.Fatal("a rejected request left a reader behind")
 	}
 	if n, _ := k.do("EXISTS", "orders:1").AsInt64(); n != 0 {
@@ -343,9 +344,9 @@ func TestLogLongHistoryIsPaced(t *testing.T) {
 		}
 	}
 	s := k.open("/streams/log/big?from=0")
-	s.expect("connected")
+	s.Expect("connected")
 	for i := 1; i <= total; i++ {
-		if got := data(t, s.expect("entry"))["n"]; got != strconv.Itoa(i) {
+		if got := testkit.Data(t, s.Expect("entry"))["n"]; got != strconv.Itoa(i) {
 			t.Fatalf("entry %v, want %d", got, i)
 		}
 	}
@@ -366,22 +367,22 @@ func TestLogLongHistoryIsPaced(t *testing.T) {
 func TestLogSurvivesRedisRestart(t *testing.T) {
 	k := startKeyflux(t, nil, "--linger", "1m")
 	s := k.open("/streams/log/r")
-	s.expect("connected")
+	s.Expect("connected")
 	k.xadd("r", "n", "1")
-	seen := s.expect("entry").LastEventID
+	seen := s.Expect("entry").LastEventID
 	if err := k.redis.Restart(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	k.xadd("r", "n", "2")
-	if got := data(t, s.expect("entry"))["n"]; got != "2" {
+	if got := testkit.Data(t, s.Expect("entry"))["n"]; got != "2" {
 		t.Fatalf("after the restart got %v", got)
 	}
 	back := k.open("/streams/log/r", "Last-Event-ID", seen)
-	back.expect("connected")
-	if d := data(t, back.expect("reset")); d["reason"] != "expired-id" {
+	back.Expect("connected")
+	if d := testkit.Data(t, back.Expect("reset")); d["reason"] != "expired-id" {
 		t.Fatalf("reset %v: %s went with the old Redis, so nothing proves the history after it whole", d, seen)
 	}
-	if got := data(t, back.expect("entry"))["n"]; got != "2" {
+	if got := testkit.Data(t, back.Expect("entry"))["n"]; got != "2" {
 		t.Fatalf("after the reset got %v", got)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/keyflux/keyflux/streams/testkit"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/redis/rueidis"
 	"go.uber.org/goleak"
@@ -22,21 +23,21 @@ func TestOperatorsEndToEnd(t *testing.T) {
 		"map":     {`{"k": key}`},
 	}
 	s := k.open("/streams/keyspace?" + q.Encode())
-	c := data(t, s.expect("connected"))
+	c := testkit.Data(t, s.Expect("connected"))
 	if c["filter"] != q.Get("filter") {
 		t.Fatalf("connected does not describe the filter: %v", c)
 	}
 	k.do("SET", "sensor:x", "1") // filtered out by the regexp
 	k.do("DEL", "sensor:x")      // and by the event
 	k.do("SET", "sensor:12", "1")
-	if ev := s.expect("set"); ev.Data != `{"k":"sensor:12"}` {
+	if ev := s.Expect("set"); ev.Data != `{"k":"sensor:12"}` {
 		t.Fatalf("mapped data %s", ev.Data)
 	}
 	b := k.open("/streams/keyspace?pattern=sensor:*&buffer=2&buffer=1h")
-	b.expect("connected")
+	b.Expect("connected")
 	k.do("SET", "sensor:1", "1")
 	k.do("SET", "sensor:2", "1")
-	if ev := b.expect("batch"); strings.Count(ev.Data, `"event":"set","data"`) != 2 {
+	if ev := b.Expect("batch"); strings.Count(ev.Data, `"event":"set","data"`) != 2 {
 		t.Fatalf("batch %s", ev.Data)
 	}
 }
@@ -49,12 +50,12 @@ func TestIdenticalSpecsShareOnePipeline(t *testing.T) {
 		`pattern=p:*&events=set,del&filter=key matches "^p"&throttle=1s`,
 		`throttle=1000ms&filter=key  matches  "^p"&events=del,set&pattern=p:*`,
 	}
-	var clients []*stream
+	var clients []*testkit.Stream
 	for i := range 100 {
 		raw := spellings[i%2]
 		q, _ := url.ParseQuery(strings.ReplaceAll(raw, "+", "%2B"))
 		s := k.open("/streams/keyspace?" + q.Encode())
-		s.expect("connected")
+		s.Expect("connected")
 		clients = append(clients, s)
 	}
 	if got := testutil.ToFloat64(started) - before; got != 1 || k.srv.hub.Topics() != 1 {
@@ -62,7 +63,7 @@ func TestIdenticalSpecsShareOnePipeline(t *testing.T) {
 	}
 	k.do("SET", "p:1", "x")
 	for _, s := range clients {
-		s.expect("set")
+		s.Expect("set")
 	}
 }
 
@@ -158,13 +159,13 @@ func TestSlowConsumerIsCutOffOthersUnaffected(t *testing.T) {
 	k := startKeyflux(t, keyspaceFlags, "--queue-bytes", "4194304")
 	const path = "/streams/keyspace?pattern=flood:*"
 	fast := k.open(path)
-	fast.expect("connected")
+	fast.Expect("connected")
 	slow := stalled(t, k, path)
-	eventually(t, "the stalled client to join", func() bool { return k.srv.sink.Clients() == 2 })
+	testkit.Eventually(t, "the stalled client to join", func() bool { return k.srv.sink.Clients() == 2 })
 	counted := make(chan int)
 	go func() { // the fast client reads all along
 		n := 0
-		for ev := range fast.events {
+		for ev := range fast.Events() {
 			if ev.Type == "set" {
 				n++
 			}
@@ -184,13 +185,13 @@ func TestSlowConsumerIsCutOffOthersUnaffected(t *testing.T) {
 	if !strings.HasSuffix(rest, "reconnect resumes with Last-Event-ID\n\n") {
 		t.Fatalf("no final comment; stream ends with %q", tail(rest, 200))
 	}
-	eventually(t, "the slow client to be released", func() bool { return k.srv.sink.Clients() == 1 })
+	testkit.Eventually(t, "the slow client to be released", func() bool { return k.srv.sink.Clients() == 1 })
 }
 
 func TestSlowConsumerResetPolicy(t *testing.T) {
 	k := startKeyflux(t, keyspaceFlags, "--queue-bytes", "65536")
 	slow := stalled(t, k, "/streams/keyspace?pattern=flood:*&slow=reset")
-	eventually(t, "the stalled client to join", func() bool { return k.srv.sink.Clients() == 1 })
+	testkit.Eventually(t, "the stalled client to join", func() bool { return k.srv.sink.Clients() == 1 })
 	flood(t, k, "flood:", func() bool { return slowCount(k, "reset") >= 1 })
 	// Now it reads: somewhere in its stream is the reset, and it is still live.
 	r := bufio.NewReader(slow)
@@ -240,19 +241,19 @@ func tail(s string, n int) string {
 func TestOperatorStateReleasedWithLastClient(t *testing.T) {
 	k := startKeyflux(t, keyspaceFlags, "--linger", "0s")
 	warm := k.open("/streams/keyspace?pattern=warm")
-	warm.expect("connected")
-	warm.close()
-	eventually(t, "warm-up released", func() bool { return k.srv.hub.Topics() == 0 && k.numpat() == 0 })
+	warm.Expect("connected")
+	warm.Close()
+	testkit.Eventually(t, "warm-up released", func() bool { return k.srv.hub.Topics() == 0 && k.numpat() == 0 })
 	baseline := append([]goleak.Option{goleak.IgnoreCurrent()}, fasthttpOwn...)
 
 	q := url.Values{"pattern": {"op:*"}, "filter": {`key != ""`}, "map": {`{"k": key}`},
 		"throttle": {"1h"}, "buffer": {"1h", "1000"}}
 	s := k.open("/streams/keyspace?" + q.Encode())
-	s.expect("connected")
+	s.Expect("connected")
 	k.do("SET", "op:1", "x") // held by the buffer, a throttle window open
 	k.do("SET", "op:1", "y") // held by the throttle
-	s.close()
-	eventually(t, "the stream and its operators to stop", func() bool {
+	s.Close()
+	testkit.Eventually(t, "the stream and its operators to stop", func() bool {
 		return k.srv.hub.Topics() == 0 && k.numpat() == 0 && k.srv.sink.Clients() == 0
 	})
 	goleak.VerifyNone(t, baseline...)

@@ -103,15 +103,15 @@ func TestPublishReachesStreams(t *testing.T) {
 	k := startKeyflux(t, nil, "--publish-token", token)
 	ch := k.open("/streams/channels/news")
 	lg := k.open("/streams/log/orders")
-	ch.expect("connected")
-	lg.expect("connected")
+	ch.Expect("connected")
+	lg.Expect("connected")
 
 	body := "{\"event\":\"order-paid\",\n \"id\": 1, \"note\": \"é\"}"
 	status, _, resp := k.post("/api/channels/news", token, body)
 	if status != 200 || resp["receivers"] != 1.0 {
 		t.Fatalf("publish: %d %v", status, resp)
 	}
-	if got := ch.expect("order-paid").Data; got != body {
+	if got := ch.Expect("order-paid").Data; got != body {
 		t.Fatalf("channel got %q, want the body as sent %q", got, body)
 	}
 
@@ -120,7 +120,7 @@ func TestPublishReachesStreams(t *testing.T) {
 	if status != 201 || id == "" {
 		t.Fatalf("append: %d %v", status, resp)
 	}
-	ev := lg.expect("entry")
+	ev := lg.Expect("entry")
 	want := `{"z":"last","a":"1","ok":"true","none":"null","nested":"{\"b\":[1,2]}","s":"x\ny"}`
 	if ev.LastEventID != id || ev.Data != want {
 		t.Fatalf("log got %s %s, want %s %s", ev.LastEventID, ev.Data, id, want)
@@ -128,7 +128,7 @@ func TestPublishReachesStreams(t *testing.T) {
 
 	for range 5 {
 		k.post("/api/log/orders?maxlen=2", token, `{"event":"tick"}`)
-		lg.expect("tick")
+		lg.Expect("tick")
 	}
 	if n, _ := k.do("XLEN", "orders").AsInt64(); n != 2 {
 		t.Fatalf("maxlen=2 left %d entries", n)

@@ -25,7 +25,7 @@ var subName = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
 func (h *handler) sources() map[string]source {
 	return map[string]source{
 		"keyspace": keyspace,
-		"keys":     keys,
+		"keys":     keyWatch,
 		"channels": channels,
 	}
 }

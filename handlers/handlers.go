@@ -1,6 +1,7 @@
-// Package handlers is Keyflux's HTTP face: Fiber handlers, JSON errors and
-// the SSE sink that writes frames to connections. It speaks no Redis: streams
-// come from the streams package.
+// Package handlers is Keyflux's HTTP face: routes, parameter parsing,
+// expose rules and JSON errors. A stream request becomes specs of the
+// core's sources, and its connection goes to the SSE sink (handlers/sse).
+// It speaks no Redis: the sources are interfaces of the streams package.
 package handlers
 
 import (
@@ -13,20 +14,21 @@ import (
 	"github.com/gofiber/fiber/v2/middleware/adaptor"
 	"github.com/gofiber/fiber/v2/middleware/filesystem"
 
+	"github.com/keyflux/keyflux/handlers/sse"
 	"github.com/keyflux/keyflux/streams"
 )
 
 // Config is what the handlers need from the application.
 type Config struct {
-	Hub      *streams.Hub
-	Keyspace *streams.Keyspace
-	Channels *streams.Channels
-	Logs     *streams.Logs
-	// Keys watches single keys; nil when Redis cannot do client-side caching.
-	Keys *streams.Keys
+	Hub        *streams.Hub
+	Keyspace   streams.KeyspaceSource
+	Channels   streams.ChannelSource
+	StreamLogs streams.StreamLogSource
+	// KeyWatches watches single keys; nil when Redis cannot do client-side caching.
+	KeyWatches streams.KeyWatchSource
 	// Values serves GET /api/keys/<key>.
-	Values *streams.Values
-	Sink   *Sink
+	Values streams.KeyReader
+	Sink   *sse.Sink
 	// MaxWatchKeys is how many keys one /streams/keys request may watch.
 	MaxWatchKeys int
 	// Expose limits which keys (stream keys too) clients may watch.
@@ -63,13 +65,13 @@ func Register(app *fiber.App, cfg Config) {
 	}
 	app.Get("/streams", h.combined)
 	app.Get("/streams/keyspace", h.serve(keyspace))
-	app.Get("/streams/keys", h.serve(keys))
+	app.Get("/streams/keys", h.serve(keyWatch))
 	app.Get("/streams/channels", h.serve(channels))
 	app.Get("/streams/channels/*", h.serve(channels))
-	app.Get("/streams/log/*", h.serve(log))
-	app.Get("/api/keys/*", h.key)
+	app.Get("/streams/log/*", h.serve(streamLog))
+	app.Get("/api/keys/*", h.apiKey)
 	app.Post("/api/channels/*", h.publishChannel)
-	app.Post("/api/log/*", h.publishLog)
+	app.Post("/api/log/*", h.publishStreamLog)
 	if cfg.Public != nil {
 		app.Use("/", dashboardHeaders, filesystem.New(filesystem.Config{Root: http.FS(cfg.Public), MaxAge: 60}))
 	}

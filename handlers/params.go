@@ -11,6 +11,7 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 
+	"github.com/keyflux/keyflux/handlers/sse"
 	"github.com/keyflux/keyflux/streams"
 )
 
@@ -101,25 +102,15 @@ func parseOps(q url.Values) (*streams.Operators, error) {
 	return ops, nil
 }
 
-// Slow-consumer policies, per request with ?slow=.
-const (
-	// slowDisconnect cuts the client off with a final comment; it
-	// reconnects and resumes with Last-Event-ID. The default.
-	slowDisconnect = "disconnect"
-	// slowReset drops what the client has not read and sends "reset".
-	slowReset = "reset"
-)
-
-func parsePolicy(q url.Values) (string, error) {
+// parsePolicy reads ?slow=, the slow-consumer policy.
+func parsePolicy(q url.Values) (sse.Policy, error) {
 	p, err := one(q, "slow")
 	if err != nil {
 		return "", err
 	}
-	switch p {
-	case "", slowDisconnect:
-		return slowDisconnect, nil
-	case slowReset:
-		return slowReset, nil
+	policy, err := sse.ParsePolicy(p)
+	if err != nil {
+		return "", invalid(err.Error())
 	}
-	return "", invalid("slow must be disconnect or reset")
+	return policy, nil
 }

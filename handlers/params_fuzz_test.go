@@ -8,6 +8,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/keyflux/keyflux/streams"
+	"github.com/keyflux/keyflux/streams/redis"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -15,7 +16,7 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 func testHandler(expose ...string) *handler {
 	return &handler{cfg: Config{
 		Hub:      streams.NewHub(streams.HubOptions{}),
-		Keyspace: &streams.Keyspace{},
+		Keyspace: &redis.Keyspace{},
 		Expose:   expose,
 	}}
 }

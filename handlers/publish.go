@@ -38,9 +38,9 @@ func (h *handler) publishChannel(c *fiber.Ctx) error {
 	return c.JSON(fiber.Map{"receivers": n})
 }
 
-// publishLog serves POST /api/log/<stream-key>?maxlen=<n>: the body, a
+// publishStreamLog serves POST /api/log/<stream-key>?maxlen=<n>: the body, a
 // JSON object, becomes one entry, its members the fields in order.
-func (h *handler) publishLog(c *fiber.Ctx) error {
+func (h *handler) publishStreamLog(c *fiber.Ctx) error {
 	key, body, err := h.publishRequest(c, "stream key", h.cfg.Expose)
 	if err != nil {
 		return err
@@ -57,7 +57,7 @@ func (h *handler) publishLog(c *fiber.Ctx) error {
 	}
 	ctx, cancel := context.WithTimeout(c.UserContext(), 5*time.Second)
 	defer cancel()
-	id, err := h.cfg.Logs.Append(ctx, key, fields, maxLen)
+	id, err := h.cfg.StreamLogs.Append(ctx, key, fields, maxLen)
 	if errors.Is(err, streams.ErrNotStream) {
 		return &badRequest{status: fiber.StatusConflict, msg: err.Error()}
 	}

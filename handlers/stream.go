@@ -119,7 +119,7 @@ func (h *handler) stream(c *fiber.Ctx, q url.Values, joins []streams.Join) error
 		if u, ok := conn.(interface{ UnsafeConn() net.Conn }); ok {
 			conn = u.UnsafeConn() // the socket itself, kept after this returns
 		}
-		sink.serve(conn, policy, subscribe)
+		sink.Serve(conn, policy, subscribe)
 	})
 	return nil
 }

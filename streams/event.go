@@ -3,7 +3,11 @@
 // multicasts the encoded frames to every subscriber. It knows nothing of HTTP.
 package streams
 
-import "encoding/json"
+import (
+	"encoding/json"
+	"strings"
+	"unicode/utf8"
+)
 
 // Kind tells the hub how to treat an Event travelling down a pipeline.
 type Kind uint8
@@ -57,4 +61,23 @@ type KeyspaceEvent struct {
 	// asked for with values=true (see KeyState).
 	Type  string          `json:"type,omitempty"`
 	Value json.RawMessage `json:"value,omitempty"`
+}
+
+// Base64Suffix ends the event name of a payload that SSE text cannot carry
+// byte for byte (one holding a carriage return, or bytes that are not
+// UTF-8): such a payload is sent base64-encoded, as "message;base64" (or
+// "<event>;base64"), instead of being silently altered.
+const Base64Suffix = ";base64"
+
+// CustomEventName reports whether a name taken from Redis data may be used
+// as an SSE event name: short plain text, and not one of Keyflux's own
+// ("connected", "reset"), which clients trust to mean what they say.
+func CustomEventName(name string) bool {
+	if name == "" || len(name) > 128 || !utf8.ValidString(name) || name == "connected" || name == "reset" {
+		return false
+	}
+	if strings.HasSuffix(name, Base64Suffix) {
+		return false
+	}
+	return strings.IndexFunc(name, func(r rune) bool { return r < 0x20 || r == 0x7f }) < 0
 }

@@ -53,7 +53,8 @@ func Comment(text string) *Frame {
 	return &Frame{Bytes: []byte(": " + oneLine(text) + "\n\n")}
 }
 
-// RetryFrame tells the browser how long to wait before reconnecting.
+// RetryFrame tells the browser how long to wait before reconnecting; the sink
+// sends it first on every stream.
 func RetryFrame(ms int64) *Frame {
 	return &Frame{Bytes: []byte("retry: " + strconv.FormatInt(ms, 10) + "\n\n")}
 }

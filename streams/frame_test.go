@@ -1,12 +1,14 @@
-package streams
+package streams_test
 
 import (
 	"strings"
 	"testing"
+
+	"github.com/keyflux/keyflux/streams"
 )
 
 func TestEncodeFrameJSON(t *testing.T) {
-	f, err := EncodeFrame("e-1", "set", KeyspaceEvent{Key: "user:\n1\r\nevent: x", Event: "set", DB: 2, TS: 7}, nil)
+	f, err := streams.EncodeFrame("e-1", "set", streams.KeyspaceEvent{Key: "user:\n1\r\nevent: x", Event: "set", DB: 2, TS: 7}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -17,7 +19,7 @@ func TestEncodeFrameJSON(t *testing.T) {
 }
 
 func TestEncodeFrameOneLineFields(t *testing.T) {
-	f, err := EncodeFrame("a\nid: b", "x\r\ndata: y", map[string]int{}, nil)
+	f, err := streams.EncodeFrame("a\nid: b", "x\r\ndata: y", map[string]int{}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -27,7 +29,7 @@ func TestEncodeFrameOneLineFields(t *testing.T) {
 }
 
 func TestEncodeFrameRawLines(t *testing.T) {
-	f, err := EncodeFrame("", "message", nil, []byte("a\r\nb\rc\n\ndata: d"))
+	f, err := streams.EncodeFrame("", "message", nil, []byte("a\r\nb\rc\n\ndata: d"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -38,16 +40,16 @@ func TestEncodeFrameRawLines(t *testing.T) {
 }
 
 func TestEncodeFrameUnencodable(t *testing.T) {
-	if _, err := EncodeFrame("", "x", func() {}, nil); err == nil {
+	if _, err := streams.EncodeFrame("", "x", func() {}, nil); err == nil {
 		t.Fatal("a func encoded without error")
 	}
 }
 
 func TestCommentAndRetry(t *testing.T) {
-	if got := string(Comment("a\nb").Bytes); got != ": a b\n\n" {
+	if got := string(streams.Comment("a\nb").Bytes); got != ": a b\n\n" {
 		t.Fatalf("comment %q", got)
 	}
-	if got := string(RetryFrame(1500).Bytes); got != "retry: 1500\n\n" {
+	if got := string(streams.RetryFrame(1500).Bytes); got != "retry: 1500\n\n" {
 		t.Fatalf("retry %q", got)
 	}
 }

@@ -16,6 +16,17 @@ type Receiver interface {
 	Send(f *Frame) bool
 }
 
+// Paced is a Receiver that can hold a sender back until it has room. A
+// replay waits on it before each event, so that catching up on a long
+// history does not overflow a slow client's queue (live frames need no
+// such wait: they come no faster than they are written).
+type Paced interface {
+	Receiver
+	// WaitRoom returns true once the receiver can take more, false when
+	// it is gone or ctx ends first.
+	WaitRoom(ctx context.Context) bool
+}
+
 // HubOptions configure a Hub.
 type HubOptions struct {
 	// ReplaySize is how many frames each topic keeps for Last-Event-ID.
@@ -68,13 +79,11 @@ type Subscription struct {
 	idx    int  // position in t.subs, -1 once removed
 	greet  bool // still owed its "connected" event
 
-	// Subscribers of a Durable topic (see durable.go).
-	spec     Spec               // its own spec: a Durable one replays with its own parameters
-	catching bool               // replaying history; live frames wait in pending
-	pending  []*Frame           // live frames that arrived while catching up
-	overrun  bool               // pending overflowed: replay again up to the new head
-	after    string             // live frames up to this id were delivered already
-	stop     context.CancelFunc // ends the replay
+	// spec is its own spec: a Durable one replays with its own parameters.
+	spec Spec
+	// catching and stop serve Durable topics (resume_durable.go).
+	catching catching
+	stop     context.CancelFunc // ends a replay in progress
 }
 
 // Subscribe joins r to the topic of spec, starting the topic if it is new.
@@ -154,7 +163,7 @@ func (s *Subscription) Close() {
 	t.remove(s)
 }
 
-// Metrics returns the hub's collectors, for operators built outside it.
+// Metrics returns the collectors the hub reports to, for operators built outside it.
 func (h *Hub) Metrics() *Metrics { return h.opts.Metrics }
 
 // Topics returns how many topics (upstream subscriptions) are live.
@@ -193,21 +202,15 @@ func (h *Hub) Close() {
 func (h *Hub) start(spec Spec) *topic {
 	seq, _ := h.ids.next()
 	ctx, cancel := context.WithCancel(context.Background())
-	durable, _ := spec.(Durable)
-	size := h.opts.ReplaySize
-	if _, ok := spec.(Healer); ok {
-		size = 1 // see Healer
-	}
 	t := &topic{
-		hub:     h,
-		key:     spec.Key(),
-		spec:    spec,
-		durable: durable,
-		ctx:     ctx,
-		cancel:  cancel,
-		ring:    newRing(size, seq),
-		events:  h.opts.Metrics.EventsIn.WithLabelValues(spec.Source()),
+		hub:    h,
+		key:    spec.Key(),
+		spec:   spec,
+		ctx:    ctx,
+		cancel: cancel,
+		events: h.opts.Metrics.EventsIn.WithLabelValues(spec.Source()),
 	}
+	t.resume = newResumer(t, h, seq)
 	h.topics[t.key] = t
 	h.opts.Metrics.Topics.Inc()
 	h.opts.Metrics.PipelinesStarted.Inc()

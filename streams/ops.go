@@ -132,7 +132,7 @@ func compileExpr(op, src string, opts ...expr.Option) (*vm.Program, error) {
 	node := p.Node()
 	ast.Walk(&node, &unknown)
 	if unknown.name != "" {
-		line, col := position(src, unknown.at)
+		line, col := sourcePosition(src, unknown.at)
 		return nil, &ExprError{Op: op, Line: line, Column: col, Message: "unknown function " + unknown.name}
 	}
 	return p, nil
@@ -151,8 +151,8 @@ func (u *unknownCalls) Visit(n *ast.Node) {
 	}
 }
 
-// position turns a rune offset into a line and a 1-based column.
-func position(src string, offset int) (line, col int) {
+// sourcePosition turns a rune offset into a line and a 1-based column.
+func sourcePosition(src string, offset int) (line, col int) {
 	line, col = 1, 1
 	for i, r := range []rune(src) {
 		if i >= offset {
@@ -184,7 +184,7 @@ func WithOps(spec Spec, ops *Operators, m *Metrics) (Spec, error) {
 		return nil, ErrOpsOnDurable
 	}
 	if m == nil {
-		m = unregistered
+		m = NewMetrics(nil)
 	}
 	o := &opsSpec{Spec: spec, ops: ops, m: m}
 	if h, ok := spec.(Healer); ok {

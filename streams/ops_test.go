@@ -1,4 +1,4 @@
-package streams
+package streams_test
 
 import (
 	"errors"
@@ -7,10 +7,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keyflux/keyflux/streams"
+	"github.com/keyflux/keyflux/streams/testkit"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
-func (s *memSpec) send(t *testing.T, ev Event) {
+func (s *memSpec) send(t *testing.T, ev streams.Event) {
 	t.Helper()
 	select {
 	case s.items <- ev:
@@ -19,49 +21,49 @@ func (s *memSpec) send(t *testing.T, ev Event) {
 	}
 }
 
-func sensor(key string, temp any) Event {
+func sensor(key string, temp any) streams.Event {
 	value := fmt.Sprintf(`{"temp":%v}`, temp)
 	if temp == nil {
 		value = `{}`
 	}
-	return Event{Name: "set", Key: key, Data: map[string]any{"key": key, "event": "set", "value": value}}
+	return streams.Event{Name: "set", Key: key, Data: map[string]any{"key": key, "event": "set", "value": value}}
 }
 
 // opsHub subscribes one recorder to spec with ops and waits for connected.
-func opsHub(t *testing.T, ops Ops) (*memSpec, *recorder, *Metrics) {
+func opsHub(t *testing.T, ops streams.Ops) (*memSpec, *testkit.Recorder, *streams.Metrics) {
 	t.Helper()
 	compiled, err := ops.Compile()
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := NewMetrics(nil)
-	h := NewHub(HubOptions{Linger: time.Hour, Metrics: m})
+	m := streams.NewMetrics(nil)
+	h := streams.NewHub(streams.HubOptions{Linger: time.Hour, Metrics: m})
 	t.Cleanup(h.Close)
 	spec := newMemSpec("s")
-	r := newRecorder()
-	withOps, err := WithOps(spec, compiled, m)
+	r := testkit.NewRecorder()
+	withOps, err := streams.WithOps(spec, compiled, m)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if _, err := h.Subscribe(withOps, r, ""); err != nil {
 		t.Fatal(err)
 	}
-	r.wait(t, 1)
+	r.Wait(t, 1)
 	return spec, r, m
 }
 
 func TestFilter(t *testing.T) {
-	spec, r, m := opsHub(t, Ops{Filter: `event == "set" && value.temp > 30`})
+	spec, r, m := opsHub(t, streams.Ops{Filter: `event == "set" && value.temp > 30`})
 	spec.send(t, sensor("s:1", 20))
 	spec.send(t, sensor("s:2", nil)) // value.temp missing: false, not an error for the stream
-	spec.send(t, Event{Name: "del", Key: "s:3", Data: map[string]any{"key": "s:3", "event": "del"}})
+	spec.send(t, streams.Event{Name: "del", Key: "s:3", Data: map[string]any{"key": "s:3", "event": "del"}})
 	spec.send(t, sensor("s:4", 31))
-	got := r.wait(t, 2)
-	if d := field(got[1], "data"); !strings.Contains(d, `"key":"s:4"`) {
+	got := r.Wait(t, 2)
+	if d := testkit.Field(got[1].Bytes, "data"); !strings.Contains(d, `"key":"s:4"`) {
 		t.Fatalf("filter passed %s", d)
 	}
 	spec.send(t, sensor("s:5", 40))
-	if d := field(r.wait(t, 3)[2], "data"); !strings.Contains(d, `"key":"s:5"`) {
+	if d := testkit.Field(r.Wait(t, 3)[2].Bytes, "data"); !strings.Contains(d, `"key":"s:5"`) {
 		t.Fatalf("filter passed %s, want only s:5 after s:4", d)
 	}
 	if n := testutil.ToFloat64(m.OperatorErrors.WithLabelValues("filter")); n < 1 {
@@ -82,38 +84,38 @@ func TestFilterCompileErrors(t *testing.T) {
 		{`repeat("x", 1000000000) != ""`, 1, "filter"},
 		{`nosuchfunction(key)`, 1, "filter"},
 	} {
-		_, err := Ops{Filter: c.src}.Compile()
-		var ee *ExprError
+		_, err := streams.Ops{Filter: c.src}.Compile()
+		var ee *streams.ExprError
 		if !errors.As(err, &ee) || ee.Op != c.kind || ee.Line != 1 || ee.Column < 1 {
 			t.Errorf("%q: %v", c.src, err)
 		}
 	}
-	if _, err := (Ops{Map: `{"a": `}).Compile(); err == nil || !strings.Contains(err.Error(), "map:") {
+	if _, err := (streams.Ops{Map: `{"a": `}).Compile(); err == nil || !strings.Contains(err.Error(), "map:") {
 		t.Fatalf("map error %v", err)
 	}
 	deep := strings.Repeat("1 + ", 300) + "1 > 0"
-	if _, err := (Ops{Filter: deep}).Compile(); err == nil {
+	if _, err := (streams.Ops{Filter: deep}).Compile(); err == nil {
 		t.Fatal("an expression over the node budget compiled")
 	}
 }
 
 func TestMap(t *testing.T) {
-	spec, r, m := opsHub(t, Ops{Map: `{"k": key, "t": value.temp}`})
+	spec, r, m := opsHub(t, streams.Ops{Map: `{"k": key, "t": value.temp}`})
 	spec.send(t, sensor("s:1", 21.5))
-	if d := field(r.wait(t, 2)[1], "data"); d != `{"k":"s:1","t":21.5}` {
+	if d := testkit.Field(r.Wait(t, 2)[1].Bytes, "data"); d != `{"k":"s:1","t":21.5}` {
 		t.Fatalf("map gave %s", d)
 	}
 	// A value JSON cannot carry (NaN) is dropped and counted, never sent broken.
-	spec2, r2, m2 := opsHub(t, Ops{Map: `value?.temp == 0 ? 0.0 / 0.0 : value?.temp`})
+	spec2, r2, m2 := opsHub(t, streams.Ops{Map: `value?.temp == 0 ? 0.0 / 0.0 : value?.temp`})
 	_ = m
 	spec2.send(t, sensor("s:1", 0))
 	spec2.send(t, sensor("s:1", 5))
 	spec2.send(t, sensor("s:1", nil)) // a missing field maps to null
-	got := r2.wait(t, 3)
-	if d := field(got[1], "data"); d != "5" {
+	got := r2.Wait(t, 3)
+	if d := testkit.Field(got[1].Bytes, "data"); d != "5" {
 		t.Fatalf("map gave %s, want 5 (the NaN dropped)", d)
 	}
-	if d := field(got[2], "data"); d != "null" {
+	if d := testkit.Field(got[2].Bytes, "data"); d != "null" {
 		t.Fatalf("map over a missing field gave %s, want null", d)
 	}
 	if n := testutil.ToFloat64(m2.OperatorErrors.WithLabelValues("map")); n != 1 {
@@ -122,15 +124,15 @@ func TestMap(t *testing.T) {
 }
 
 func TestThrottleKeepsTrailing(t *testing.T) {
-	spec, r, _ := opsHub(t, Ops{Throttle: 300 * time.Millisecond})
+	spec, r, _ := opsHub(t, streams.Ops{Throttle: 300 * time.Millisecond})
 	for _, v := range []int{1, 2, 3} {
 		spec.send(t, sensor("a", v))
 	}
 	spec.send(t, sensor("b", 9)) // another key has its own window
-	got := r.wait(t, 4)
+	got := r.Wait(t, 4)
 	var seen []string
 	for _, f := range got[1:] {
-		seen = append(seen, field(f, "data"))
+		seen = append(seen, testkit.Field(f.Bytes, "data"))
 	}
 	want := []string{`"value":"{\"temp\":1}"`, `"key":"b"`, `"value":"{\"temp\":3}"`}
 	for i, w := range want {
@@ -140,45 +142,45 @@ func TestThrottleKeepsTrailing(t *testing.T) {
 	}
 	// After a quiet window, the next event passes at once again.
 	spec.send(t, sensor("a", 4))
-	if d := field(r.wait(t, 5)[4], "data"); !strings.Contains(d, `temp\":4`) {
+	if d := testkit.Field(r.Wait(t, 5)[4].Bytes, "data"); !strings.Contains(d, `temp\":4`) {
 		t.Fatalf("after the window: %s", d)
 	}
 }
 
 func TestBufferByCountTimeAndGap(t *testing.T) {
-	spec, r, _ := opsHub(t, Ops{BufferCount: 3, BufferTime: 200 * time.Millisecond})
+	spec, r, _ := opsHub(t, streams.Ops{BufferCount: 3, BufferTime: 200 * time.Millisecond})
 	for _, k := range []string{"a", "b", "c"} { // count
 		spec.send(t, sensor(k, 1))
 	}
-	got := r.wait(t, 2)
-	if field(got[1], "event") != "batch" || strings.Count(field(got[1], "data"), `{"event":"set","data"`) != 3 {
+	got := r.Wait(t, 2)
+	if testkit.Field(got[1].Bytes, "event") != "batch" || strings.Count(testkit.Field(got[1].Bytes, "data"), `{"event":"set","data"`) != 3 {
 		t.Fatalf("count flush: %q", got[1].Bytes)
 	}
 	spec.send(t, sensor("d", 1)) // time
-	if d := field(r.wait(t, 3)[2], "data"); strings.Count(d, `{"event":"set","data"`) != 1 || !strings.Contains(d, `"key":"d"`) {
+	if d := testkit.Field(r.Wait(t, 3)[2].Bytes, "data"); strings.Count(d, `{"event":"set","data"`) != 1 || !strings.Contains(d, `"key":"d"`) {
 		t.Fatalf("time flush: %s", d)
 	}
 	spec.send(t, sensor("e", 1)) // gap: what is held goes out before the reset
-	spec.send(t, Event{Kind: Gap, Reason: "test"})
-	got = r.wait(t, 5)
-	if names := eventNames(got[3:]); fmt.Sprint(names) != "[batch reset]" {
+	spec.send(t, streams.Event{Kind: streams.Gap, Reason: "test"})
+	got = r.Wait(t, 5)
+	if names := testkit.EventNames(got[3:]); fmt.Sprint(names) != "[batch reset]" {
 		t.Fatalf("gap flush: %v", names)
 	}
 }
 
 func TestOpsKeyNormalised(t *testing.T) {
-	a, err := Ops{Filter: `event=="set"  &&  key  matches "^s"`, Throttle: time.Second}.Compile()
+	a, err := streams.Ops{Filter: `event=="set"  &&  key  matches "^s"`, Throttle: time.Second}.Compile()
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, _ := Ops{Filter: `event == "set" && key matches "^s"`, Throttle: 1000 * time.Millisecond}.Compile()
+	b, _ := streams.Ops{Filter: `event == "set" && key matches "^s"`, Throttle: 1000 * time.Millisecond}.Compile()
 	if a.Key() != b.Key() {
 		t.Fatalf("%q != %q", a.Key(), b.Key())
 	}
-	if none, err := (Ops{}).Compile(); none != nil || err != nil {
+	if none, err := (streams.Ops{}).Compile(); none != nil || err != nil {
 		t.Fatal("empty ops compiled to something")
 	}
-	for _, bad := range []Ops{{Throttle: time.Nanosecond}, {BufferTime: 2 * time.Hour}, {BufferCount: -1}, {BufferCount: MaxBufferCount + 1}} {
+	for _, bad := range []streams.Ops{{Throttle: time.Nanosecond}, {BufferTime: 2 * time.Hour}, {BufferCount: -1}, {BufferCount: streams.MaxBufferCount + 1}} {
 		if _, err := bad.Compile(); err == nil {
 			t.Errorf("%+v compiled", bad)
 		}

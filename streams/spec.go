@@ -40,3 +40,33 @@ type Healer interface {
 	// gets the change twice, never not at all.
 	Heal() (Event, bool)
 }
+
+// Durable is a Spec whose events carry ids of the source's own (Event.ID):
+// ordered, and valid across processes and restarts, like Redis Stream entry
+// ids. Its subscribers resume from the source's history instead of the
+// hub's replay ring, so a client that reconnects after a restart, or to
+// another process, loses nothing and sees nothing twice.
+//
+// A joining subscriber is held in a catching-up state: Replay reads its
+// history up to the topic's head while live events wait in a bounded
+// per-subscriber buffer; then the buffer is flushed, skipping what the
+// subscriber already has. If the buffer overflows it is dropped and the
+// history is read again up to the new head, so the seam is exact however
+// fast the stream grows.
+type Durable interface {
+	Spec
+	// Replay emits what a subscriber must see before the live events, in
+	// order: a Ready whose ID, when set, is the subscriber's starting
+	// position (the id of its "connected" event, so that a reconnect
+	// before any event resumes there); a Gap when the history after
+	// lastID is not whole (Reason ResetExpiredID or ResetUnknownID, ID the
+	// first id still available); then the Data events after its position
+	// up to and including head, the newest id the topic has published.
+	// lastID is the client's Last-Event-ID, "" for none, in which case the
+	// spec's own parameters choose where to start. Replay stops when emit
+	// returns false, and returns the id of the last event the subscriber
+	// has, "" if it got no position yet (also on error).
+	Replay(ctx context.Context, lastID, head string, emit func(Event) bool) (string, error)
+	// CompareIDs orders two ids of the stream, like strings.Compare.
+	CompareIDs(a, b string) int
+}

@@ -1,10 +1,8 @@
 package streams
 
 import (
-	"cmp"
 	"context"
 	"errors"
-	"slices"
 	"sync"
 	"time"
 
@@ -18,20 +16,18 @@ var ErrClosed = errors.New("streams: hub closed")
 // topic is one live stream: one upstream pipeline, its replay ring and the
 // subscribers it fans out to.
 type topic struct {
-	hub     *Hub
-	key     string
-	spec    Spec
-	durable Durable // spec, when its events carry their own ids
-	ctx     context.Context
-	cancel  func()
-	events  prometheus.Counter
+	hub    *Hub
+	key    string
+	spec   Spec
+	ctx    context.Context
+	cancel func()
+	events prometheus.Counter
 
 	mu     sync.Mutex
 	subs   []*Subscription
-	ring   *ring
+	resume resumer
 	ready  bool
 	linger *time.Timer
-	head   string // Durable topics: the newest id published
 }
 
 // run drains the pipeline until the upstream is released.
@@ -61,18 +57,13 @@ func (t *topic) run(obs rxgo.Observable) {
 	}
 }
 
-// publish numbers and encodes ev once, keeps it for replay and hands the
-// same frame to every subscriber. Events of a Durable topic keep their own
-// ids and need no ring: their history is the source's.
+// publish numbers and encodes ev once, keeps it for those who resume and
+// hands the same frame to every subscriber.
 func (t *topic) publish(ev Event) {
 	h := t.hub
 	h.order.Lock()
 	defer h.order.Unlock()
-	var seq uint64
-	id := ev.ID
-	if t.durable == nil {
-		seq, id = h.ids.next()
-	}
+	seq, id := t.resume.id(ev)
 	f, err := EncodeFrame(id, ev.Name, ev.Data, ev.Raw)
 	if err != nil {
 		h.opts.Logger.Warn("event not encodable", "stream", t.key, "err", err)
@@ -80,11 +71,7 @@ func (t *topic) publish(ev Event) {
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if t.durable == nil {
-		t.ring.push(seq, f)
-	} else if id != "" {
-		t.head = id
-	}
+	t.resume.keep(seq, f)
 	sent := 0
 	for i := 0; i < len(t.subs); {
 		s := t.subs[i]
@@ -92,7 +79,7 @@ func (t *topic) publish(ev Event) {
 			i++
 			continue
 		}
-		if t.durable != nil && t.hold(s, f) {
+		if t.resume.hold(s, f) {
 			i++
 			continue
 		}
@@ -107,7 +94,7 @@ func (t *topic) publish(ev Event) {
 }
 
 // markReady welcomes those who joined while the upstream was starting.
-// head is where a Durable upstream starts reading.
+// head is where an upstream with ids of its own starts reading.
 func (t *topic) markReady(head string) {
 	h := t.hub
 	h.order.Lock()
@@ -118,9 +105,7 @@ func (t *topic) markReady(head string) {
 		return
 	}
 	t.ready = true
-	if t.durable != nil {
-		t.head = head
-	}
+	t.resume.ready(head)
 	var waiting []*Subscription
 	for _, s := range t.subs {
 		if s.greet {
@@ -129,108 +114,6 @@ func (t *topic) markReady(head string) {
 	}
 	for _, s := range waiting { // one by one: each has its own receiver
 		h.welcome([]*Subscription{s})
-	}
-}
-
-// welcome sends subscriptions of ONE receiver their "connected" events (one
-// per Group), then what they missed in id order; when the rings cannot vouch
-// for the client's last id, a fresh snapshot from each Healer and, unless
-// every topic healed, a "reset". Durable topics' subscribers catch up from
-// the source's history instead. It is called with h.order and the lock of
-// every topic involved held.
-func (h *Hub) welcome(subs []*Subscription) {
-	subs = slices.DeleteFunc(subs, func(s *Subscription) bool {
-		if s.t.durable != nil {
-			s.t.catchUp(s)
-			return true
-		}
-		return false
-	})
-	if len(subs) == 0 {
-		return
-	}
-	ids, m := h.ids, h.opts.Metrics
-	lastID := subs[0].lastID
-	now := ids.issued() // with h.order held, everything up to now is delivered
-	var seq uint64
-	known := lastID != ""
-	if known {
-		var ok bool
-		seq, ok = ids.parse(lastID)
-		known = ok && seq <= now
-	}
-	// Per topic: replay what the ring holds after the client's position;
-	// where it cannot, a state stream heals with a snapshot and any other
-	// makes the client reset.
-	type pending struct {
-		seq uint64
-		f   *Frame
-	}
-	var replay []pending
-	var heals []*Frame
-	reset := ""
-	for _, s := range subs {
-		if known {
-			if frames, seqs, ok := s.t.ring.after(seq); ok {
-				for i, f := range frames {
-					replay = append(replay, pending{seqs[i], f})
-				}
-				continue
-			}
-		}
-		if healer, ok := s.t.spec.(Healer); ok {
-			if ev, ok := healer.Heal(); ok {
-				if f, err := EncodeFrame("", ev.Name, ev.Data, ev.Raw); err == nil {
-					heals = append(heals, f)
-				}
-			}
-			continue
-		}
-		switch {
-		case lastID == "":
-		case !known:
-			reset = ResetUnknownID
-		case reset == "":
-			reset = ResetExpiredID
-		}
-	}
-	slices.SortFunc(replay, func(a, b pending) int { return cmp.Compare(a.seq, b.seq) })
-	// A resuming client keeps its own last id until the replay moves it on
-	// (a snapshot needs no position: it is sent again); any other is placed
-	// at now, so that a reconnect before the first event resumes without a gap.
-	id := ""
-	if !known || reset != "" {
-		id = ids.format(now)
-	}
-	var out []*Frame
-	for _, s := range subs {
-		s.greet = false
-		switch g := s.group; {
-		case g == nil:
-			out = append(out, mustFrame(id, "connected", s.t.spec.Describe()))
-		case !g.greeted:
-			g.greeted = true
-			out = append(out, mustFrame(id, "connected", g.Describe))
-		}
-	}
-	if reset != "" {
-		m.Resets.WithLabelValues(reset).Inc()
-		out = append(out, mustFrame("", "reset", resetData(reset, "")))
-	}
-	m.Healed.Add(float64(len(heals)))
-	out = append(out, heals...)
-	for _, p := range replay {
-		out = append(out, p.f)
-	}
-	m.Replayed.Add(float64(len(replay)))
-	r := subs[0].r
-	for _, f := range out {
-		if !r.Send(f) {
-			for _, s := range subs {
-				s.t.remove(s)
-			}
-			return
-		}
 	}
 }
 

@@ -1,0 +1,121 @@
+package redis
+
+import (
+	"context"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/keyflux/keyflux/streams"
+	"github.com/reactivex/rxgo/v2"
+	"github.com/redis/rueidis"
+)
+
+// Keyspace turns Redis keyspace notifications into streams.
+type Keyspace struct {
+	Upstreams *Upstreams
+	Notify    *NotifyConfig // re-applied after every (re)subscription; may be nil
+	Metrics   *Metrics
+	// Buffer is how many notifications may wait for the pipeline before
+	// the stream drops them and resets its subscribers.
+	Buffer int
+	// Values reads keys for streams with values=true. It must read from
+	// Redis, not from a client-side cache: the notification arrives on
+	// another connection than the cache's invalidation, so a cached copy
+	// could still be the value from before the event.
+	Values *Values
+}
+
+// Stream returns the spec of the stream q selects.
+func (k *Keyspace) Stream(q streams.KeyspaceQuery) streams.Spec {
+	return &keyspaceSpec{k: k, q: q}
+}
+
+type keyspaceSpec struct {
+	k *Keyspace
+	q streams.KeyspaceQuery
+}
+
+func (s *keyspaceSpec) Source() string { return "keyspace" }
+
+func (s *keyspaceSpec) Key() string {
+	key := "keyspace db=" + strconv.Itoa(s.q.DB) + " events=" + strings.Join(s.q.Events, ",")
+	if s.q.Values {
+		key += " values"
+	}
+	return key + " pattern=" + s.q.Pattern
+}
+
+func (s *keyspaceSpec) Describe() map[string]any {
+	events := s.q.Events
+	if events == nil {
+		events = []string{}
+	}
+	return map[string]any{"stream": "keyspace", "db": s.q.DB, "pattern": s.q.Pattern, "events": events,
+		"values": s.q.Values}
+}
+
+func (s *keyspaceSpec) prefix() string {
+	return "__keyspace@" + strconv.Itoa(s.q.DB) + "__:"
+}
+
+// Open subscribes with PSUBSCRIBE __keyspace@<db>__:<pattern>, letting Redis
+// match the glob, and filters event names once for every subscriber.
+func (s *keyspaceSpec) Open(ctx context.Context) rxgo.Observable {
+	p := newPump(s.k.Buffer, orUnregistered(s.k.Metrics).Dropped)
+	prefix := s.prefix()
+	db := s.q.DB
+	target := Target{Name: prefix + s.q.Pattern, Pattern: true}
+	if s.k.Notify != nil {
+		// Flags first, so that "connected" and "reset" promise events
+		// Redis will really send (a restarted Redis forgets them).
+		target.Resync = s.k.Notify.Ensure
+	}
+	leave := s.k.Upstreams.Join(target, &Listener{
+		OnMessage: func(m rueidis.PubSubMessage) {
+			key, _ := strings.CutPrefix(m.Channel, prefix)
+			p.offer(streams.Event{Name: m.Message, Key: key, Data: streams.KeyspaceEvent{
+				Key: key, Event: m.Message, DB: db, TS: time.Now().UnixMilli(),
+			}})
+		},
+		OnState: func(k streams.Kind, reason string) { p.offer(streams.Event{Kind: k, Reason: reason}) },
+	})
+	go func() {
+		<-ctx.Done()
+		leave()
+		p.close()
+	}()
+	obs := p.observable()
+	if len(s.q.Events) > 0 {
+		obs = obs.Filter(func(i any) bool {
+			ev := i.(streams.Event)
+			_, found := slices.BinarySearch(s.q.Events, ev.Name)
+			return ev.Kind != streams.Data || found
+		})
+	}
+	if s.q.Values && s.k.Values != nil {
+		// One read per event per stream, in order, after the filter.
+		obs = obs.Map(func(_ context.Context, i any) (any, error) {
+			ev := i.(streams.Event)
+			if ev.Kind == streams.Data {
+				ev.Data = s.k.withValue(ctx, ev.Data.(streams.KeyspaceEvent))
+			}
+			return ev, nil
+		})
+	}
+	return obs
+}
+
+// withValue adds the key's current type and value to e. A value that
+// cannot be read is left out; the event still goes.
+func (k *Keyspace) withValue(ctx context.Context, e streams.KeyspaceEvent) streams.KeyspaceEvent {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	st, err := k.Values.Read(ctx, e.Key)
+	if err != nil {
+		return e
+	}
+	e.Type, e.Value = st.Type, st.Value
+	return e
+}
