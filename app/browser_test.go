@@ -99,7 +99,7 @@ var countEventSources = chromedp.Func(func(ctx context.Context, t *chromedp.Targ
 				close() {
 					if (this.__open) es.open--;
 					this.__open = false;
-					super.Close();
+					super.close();
 				}
 			};
 		})()`,

@@ -34,15 +34,15 @@ func run(ctx context.Context, args []string, stderr io.Writer, started func(*ser
 	if err != nil {
 		return err
 	}
-	log := cfg.logger(stderr)
+	logger := cfg.logger(stderr)
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
-	s, err := newServer(ctx, cfg, log)
+	s, err := newServer(ctx, cfg, logger)
 	if err != nil {
 		return err
 	}
-	log.Info("keyflux listening", "url", "http://"+s.addr())
+	logger.Info("keyflux listening", "url", "http://"+s.addr())
 	if started != nil {
 		started(s)
 	}
@@ -50,11 +50,11 @@ func run(ctx context.Context, args []string, stderr io.Writer, started func(*ser
 	go func() { errc <- s.serve() }()
 	select {
 	case <-ctx.Done():
-		log.Info("shutting down")
+		logger.Info("shutting down")
 	case err = <-errc:
-		log.Error("http server stopped", "err", err)
+		logger.Error("http server stopped", "err", err)
 	}
 	s.shutdown(5 * time.Second)
-	log.Info("stopped")
+	logger.Info("stopped")
 	return err
 }

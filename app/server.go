@@ -24,44 +24,44 @@ const demoTick = 300 * time.Millisecond
 
 // server is one running Keyflux: Redis, the hub, the sink and HTTP.
 type server struct {
-	log   *slog.Logger
-	redis *redis.Conn
-	hub   *streams.Hub
-	sink  *sse.Sink
-	app   *fiber.App
-	ln    net.Listener
+	logger *slog.Logger
+	redis  *redis.Conn
+	hub    *streams.Hub
+	sink   *sse.Sink
+	app    *fiber.App
+	ln     net.Listener
 	// stopDemo ends the --demo writer; nil without --demo.
 	stopDemo func()
 }
 
 // newServer connects to Redis and wires its sources, the hub and the sink
 // to the HTTP routes. It listens but does not serve yet.
-func newServer(ctx context.Context, cfg Config, log *slog.Logger) (*server, error) {
+func newServer(ctx context.Context, cfg Config, logger *slog.Logger) (*server, error) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	rc, err := redis.Open(ctx, redis.Options{
 		URL: cfg.RedisURL, KeyspaceConfig: cfg.KeyspaceConfig,
 		Broadcast: cfg.Tracking == "bcast", Prefixes: cfg.Expose, CacheBytes: cfg.CacheBytes,
 		ValueMaxBytes: cfg.ValueMaxBytes, APICache: cfg.APICache,
-		Registerer: reg, Logger: log,
+		Registerer: reg, Logger: logger,
 	})
 	if err != nil {
 		return nil, err
 	}
 	if len(cfg.Expose) == 0 {
-		log.Warn("every key is exposed to stream clients; limit them with --expose prefix1,prefix2")
+		logger.Warn("every key is exposed to stream clients; limit them with --expose prefix1,prefix2")
 	}
 	if len(cfg.ExposeChannels) == 0 {
-		log.Warn("every pub/sub channel is exposed to stream clients; limit them with --expose-channels prefix1,prefix2")
+		logger.Warn("every pub/sub channel is exposed to stream clients; limit them with --expose-channels prefix1,prefix2")
 	}
 	hubMetrics := streams.NewMetrics(reg)
 	hub := streams.NewHub(streams.HubOptions{
-		ReplaySize: cfg.ReplaySize, Linger: cfg.Linger, Metrics: hubMetrics, Logger: log,
+		ReplaySize: cfg.ReplaySize, Linger: cfg.Linger, Metrics: hubMetrics, Logger: logger,
 	})
 	sink := sse.NewSink(sse.SinkOptions{
 		Heartbeat: cfg.Heartbeat, Retry: cfg.Retry, WriteTimeout: cfg.WriteTimeout,
 		QueueBytes: cfg.QueueBytes, AllowOrigin: cfg.AllowOrigin,
-		Metrics: sse.NewMetrics(reg), Logger: log,
+		Metrics: sse.NewMetrics(reg), Logger: logger,
 	})
 
 	app := fiber.New(fiber.Config{
@@ -104,9 +104,9 @@ func newServer(ctx context.Context, cfg Config, log *slog.Logger) (*server, erro
 		rc.Close()
 		return nil, err
 	}
-	s := &server{log: log, redis: rc, hub: hub, sink: sink, app: app, ln: ln}
+	s := &server{logger: logger, redis: rc, hub: hub, sink: sink, app: app, ln: ln}
 	if cfg.Demo {
-		s.stopDemo = rc.StartDemo(demoTick, log)
+		s.stopDemo = rc.StartDemo(demoTick, logger)
 	}
 	return s, nil
 }
@@ -124,7 +124,7 @@ func (s *server) shutdown(timeout time.Duration) {
 	}
 	s.sink.Close()
 	if err := s.app.ShutdownWithTimeout(timeout); err != nil {
-		s.log.Warn("http shutdown", "err", err)
+		s.logger.Warn("http shutdown", "err", err)
 	}
 	s.hub.Close()
 	s.redis.Close()

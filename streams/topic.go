@@ -33,15 +33,15 @@ type topic struct {
 // run drains the pipeline until the upstream is released.
 func (t *topic) run(obs rxgo.Observable) {
 	defer t.hub.wg.Done()
-	log := t.hub.opts.Logger
+	logger := t.hub.opts.Logger
 	for item := range obs.Observe() {
 		if item.E != nil {
-			log.Warn("stream pipeline error", "stream", t.key, "err", item.E)
+			logger.Warn("stream pipeline error", "stream", t.key, "err", item.E)
 			continue
 		}
 		ev, ok := item.V.(Event)
 		if !ok {
-			log.Warn("stream pipeline produced a non-event", "stream", t.key)
+			logger.Warn("stream pipeline produced a non-event", "stream", t.key)
 			continue
 		}
 		switch ev.Kind {

@@ -110,7 +110,7 @@ const readCount = 512
 func (s *streamLogSpec) Open(ctx context.Context) rxgo.Observable {
 	out := make(chan rxgo.Item)
 	l := s.l
-	log := l.logger()
+	logger := l.logger()
 	block := l.Block
 	if block <= 0 {
 		block = 10 * time.Second
@@ -130,7 +130,7 @@ func (s *streamLogSpec) Open(ctx context.Context) rxgo.Observable {
 			if ctx.Err() != nil {
 				return
 			}
-			log.Warn("reading stream failed; retrying", "key", s.q.Key, "err", err)
+			logger.Warn("reading stream failed; retrying", "key", s.q.Key, "err", err)
 			if !wait.Wait(ctx) {
 				return
 			}
@@ -146,7 +146,7 @@ func (s *streamLogSpec) Open(ctx context.Context) rxgo.Observable {
 				return
 			}
 			if err != nil && !rueidis.IsRedisNil(err) { // nil: the block timed out
-				log.Warn("tailing stream failed; retrying", "key", s.q.Key, "err", err)
+				logger.Warn("tailing stream failed; retrying", "key", s.q.Key, "err", err)
 				if !wait.Wait(ctx) {
 					return
 				}

@@ -92,7 +92,7 @@ func (s *Server) waitReady(ctx context.Context) error {
 	for time.Now().Before(deadline) {
 		select {
 		case <-s.done:
-			return fmt.Errorf("redis-server exited at start: %s", s.log())
+			return fmt.Errorf("redis-server exited at start: %s", s.serverLog())
 		case <-ctx.Done():
 			s.Stop()
 			return ctx.Err()
@@ -104,7 +104,7 @@ func (s *Server) waitReady(ctx context.Context) error {
 		time.Sleep(10 * time.Millisecond) // polling a port that is not yet open
 	}
 	s.Stop()
-	return fmt.Errorf("redis-server did not answer on %s: %s", s.Addr(), s.log())
+	return fmt.Errorf("redis-server did not answer on %s: %s", s.Addr(), s.serverLog())
 }
 
 // Kill stops the server abruptly (SIGKILL), as a crash would.
@@ -135,7 +135,7 @@ func (s *Server) Stop() {
 	os.RemoveAll(s.dir)
 }
 
-func (s *Server) log() string {
+func (s *Server) serverLog() string {
 	b, _ := os.ReadFile(filepath.Join(s.dir, "redis.log"))
 	return strings.TrimSpace(string(b))
 }
