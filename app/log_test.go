@@ -12,7 +12,6 @@ import (
 	"github.com/redis/rueidis"
 	"go.uber.org/goleak"
 
-	"github.com/keyflux/keyflux/streams/redis/redisserver"
 	"github.com/keyflux/keyflux/streams/testkit"
 )
 
@@ -233,16 +232,6 @@ func TestLogExactResumeAcrossProcesses(t *testing.T) {
 		}
 		return a
 	})
-}
-
-func startRedis(t *testing.T) *redisserver.Server {
-	t.Helper()
-	rs, err := redisserver.Start(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(rs.Stop)
-	return rs
 }
 
 func TestLogReadersReleased(t *testing.T) {
