@@ -19,6 +19,7 @@ type hangups struct {
 	mu      sync.Mutex
 	clients map[uint32]*client
 	next    uint32
+	closing sync.Once // a second close must not close descriptors reused since
 }
 
 func newHangups() *hangups {
@@ -113,8 +114,10 @@ func (w *hangups) close() {
 	if w == nil {
 		return
 	}
-	_, _ = unix.Write(w.wake, []byte{1, 0, 0, 0, 0, 0, 0, 0})
-	<-w.done
-	unix.Close(w.wake)
-	unix.Close(w.epfd)
+	w.closing.Do(func() {
+		_, _ = unix.Write(w.wake, []byte{1, 0, 0, 0, 0, 0, 0, 0})
+		<-w.done
+		unix.Close(w.wake)
+		unix.Close(w.epfd)
+	})
 }

@@ -44,7 +44,9 @@ func newSink(t *testing.T, opts SinkOptions) *testSink {
 	}
 	logs := &logBuffer{}
 	opts.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	opts.Metrics = NewMetrics(nil)
+	if opts.Metrics == nil {
+		opts.Metrics = NewMetrics(nil)
+	}
 	k := &testSink{Sink: NewSink(opts), logs: logs}
 	t.Cleanup(k.Close)
 	return k

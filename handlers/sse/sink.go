@@ -2,6 +2,7 @@ package sse
 
 import (
 	"log/slog"
+	"math"
 	"net"
 	"sync"
 	"syscall"
@@ -122,7 +123,10 @@ func (k *Sink) Serve(conn net.Conn, policy Policy, subscribe SubscribeFunc) {
 		conn.Close()
 		return
 	}
-	c.timer = time.AfterFunc(k.opts.Heartbeat, c.beat)
+	// Armed only once c.timer is set: beat and flush reset it, and a
+	// heartbeat shorter than this gap would fire first.
+	c.timer = time.AfterFunc(time.Duration(math.MaxInt64), c.beat)
+	c.timer.Reset(k.opts.Heartbeat)
 	k.mu.Lock()
 	if k.closed {
 		k.mu.Unlock()
@@ -134,7 +138,9 @@ func (k *Sink) Serve(conn net.Conn, policy Policy, subscribe SubscribeFunc) {
 	k.mu.Unlock()
 	k.opts.Metrics.Clients.Inc()
 	c.mu.Lock()
-	c.hangup = k.hangups.watch(c)
+	if !c.closed { // a Drop or Close may have come first; its forget is done
+		c.hangup = k.hangups.watch(c)
+	}
 	c.mu.Unlock()
 
 	subs, err := subscribe(c)
