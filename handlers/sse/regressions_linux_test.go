@@ -35,21 +35,8 @@ func TestDropDuringServeLeaksAWatch(t *testing.T) {
 	}}
 	k = newSink(t, SinkOptions{Metrics: m})
 
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	cli, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cli.Close()
-	srv, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	conn.TCPConn = srv.(*net.TCPConn)
+	_, srv := loopback(t)
+	conn.TCPConn = srv
 	k.Serve(conn, SlowDisconnect, func(streams.Receiver) ([]*streams.Subscription, error) { return nil, nil })
 	close(conn.release)
 	<-dropped

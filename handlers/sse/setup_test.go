@@ -100,6 +100,27 @@ type peer struct {
 	recv *client
 }
 
+// loopback is a connected pair of TCP sockets, the client end closed when
+// the test ends.
+func loopback(t *testing.T) (cli, srv *net.TCPConn) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	s, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c.(*net.TCPConn), s.(*net.TCPConn)
+}
+
 // dial connects a client to k over loopback TCP and hands the server end
 // to Serve, with subscribe (nil: no subscriptions). small shrinks the
 // socket buffers, so that a client that does not read stalls the sink's
@@ -108,26 +129,13 @@ type peer struct {
 // probes and a stalled stream resumes only after seconds.)
 func dial(t *testing.T, k *testSink, policy Policy, subscribe SubscribeFunc, small bool) *peer {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	cli, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cli.Close() })
-	srv, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &peer{t: t, conn: cli.(*net.TCPConn)}
+	cli, srv := loopback(t)
+	p := &peer{t: t, conn: cli}
 	if small {
 		if err := p.conn.SetReadBuffer(64 << 10); err != nil {
 			t.Fatal(err)
 		}
-		if err := srv.(*net.TCPConn).SetWriteBuffer(64 << 10); err != nil {
+		if err := srv.SetWriteBuffer(64 << 10); err != nil {
 			t.Fatal(err)
 		}
 	}
