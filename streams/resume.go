@@ -25,7 +25,8 @@ type resumer interface {
 	keep(seq uint64, f *Frame)
 	// ready records where the upstream starts: the ID of its Ready event.
 	ready(head string)
-	// hold reports whether live frame f must not go to s now.
+	// hold reports whether live frame f must not go to s now (publish
+	// calls it on durable topics only: the others never hold).
 	hold(s *Subscription, f *Frame) bool
 	// rejoin says what s needs before live frames; at is the client's
 	// position in this process's numbering.

@@ -72,6 +72,9 @@ func (t *topic) publish(ev Event) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.resume.keep(seq, f)
+	// Only a durable topic ever holds frames back: skip the call per
+	// subscriber on every other one (tens of thousands of them per event).
+	holder, _ := t.resume.(*durableResume)
 	sent := 0
 	for i := 0; i < len(t.subs); {
 		s := t.subs[i]
@@ -79,7 +82,7 @@ func (t *topic) publish(ev Event) {
 			i++
 			continue
 		}
-		if t.resume.hold(s, f) {
+		if holder != nil && holder.hold(s, f) {
 			i++
 			continue
 		}
