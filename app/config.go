@@ -5,6 +5,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/netip"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/peterbourgon/ff/v3"
@@ -39,6 +42,18 @@ type Config struct {
 	LogLevel      slog.Level
 	LogFormat     string
 	Demo          bool
+	// Limits: what one request, client address or crowd may cost (docs/limits.md).
+	MaxClients       int // open streams; 0: the descriptor limit minus a reserve
+	MaxClientsPerIP  int
+	StreamRatePerIP  float64 // new streams per second per client address
+	StreamBurstPerIP int
+	TrustedProxies   []netip.Prefix // peers whose X-Forwarded-For names the client
+	MaxTopics        int            // distinct live topics, lingering ones included
+	MaxRedisPatterns int            // PSUBSCRIBE patterns held per Redis node
+	MaxQueuedBytes   int            // frames queued for all clients together
+	ExposeDB         []int          // databases clients may stream; nil: the Redis URL's only
+	KeyspaceCheck    time.Duration  // how often notify-keyspace-events is re-read
+	AdminListen      string         // serves /metrics apart from streams; empty: on --listen
 }
 
 // parseConfig reads flags, then the environment for flags not given.
@@ -67,6 +82,17 @@ func parseConfig(args []string, stderr io.Writer) (Config, error) {
 	fs.BoolVar(&c.APICache, "api-cache", true, "serve /api/keys from the client-side cache (false: one Redis read per request)")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&c.LogFormat, "log-format", "text", "text or json")
+	fs.IntVar(&c.MaxClients, "max-clients", 0, "open streams at most (past it: 503); 0: the open-file limit minus a reserve for Redis, health checks and metrics")
+	fs.IntVar(&c.MaxClientsPerIP, "max-clients-per-ip", 256, "open streams per client address (past it: 429)")
+	fs.Float64Var(&c.StreamRatePerIP, "stream-rate-per-ip", 10, "new streams per second per client address, on average (past it: 429)")
+	fs.IntVar(&c.StreamBurstPerIP, "stream-burst-per-ip", 100, "new streams a client address may open at once before --stream-rate-per-ip applies")
+	proxies := fs.String("trusted-proxies", "", "comma-separated CIDRs of reverse proxies whose X-Forwarded-For names the client address")
+	fs.IntVar(&c.MaxTopics, "max-topics", 10000, "distinct live streams, lingering ones included; the oldest lingering go first, then new streams get 503")
+	fs.IntVar(&c.MaxRedisPatterns, "max-redis-patterns", 64, "PSUBSCRIBE patterns held per Redis node; past it broader patterns are matched locally")
+	fs.IntVar(&c.MaxQueuedBytes, "max-queued-bytes", 256<<20, "bytes of frames queued for all clients together; past it the clients furthest behind get their slow policy")
+	exposeDB := fs.String("expose-db", "", "comma-separated databases clients may stream (db=); empty: the Redis URL's database only")
+	fs.DurationVar(&c.KeyspaceCheck, "keyspace-check", 5*time.Second, "how often notify-keyspace-events is re-read while keyspace streams are live")
+	fs.StringVar(&c.AdminListen, "admin-listen", "", "separate listen address for /metrics; empty: served on --listen")
 	fs.BoolVar(&c.Demo, "demo", false, "also run a demo writer: sample sensor:*, session:*, order:* keys in the Redis in use")
 	if err := ff.Parse(fs, args, ff.WithEnvVarPrefix("KEYFLUX")); err != nil {
 		return c, err
@@ -96,9 +122,61 @@ func parseConfig(args []string, stderr io.Writer) (Config, error) {
 	if c.WatchMaxKeys < 1 || c.ValueMaxBytes < 64 || c.CacheBytes < 1<<20 {
 		return c, fmt.Errorf("watch-max-keys must be at least 1, value-max-bytes at least 64 and cache-bytes at least 1 MiB")
 	}
+	if c.MaxClients < 0 || c.MaxClientsPerIP < 1 || c.StreamRatePerIP <= 0 || c.StreamBurstPerIP < 1 {
+		return c, fmt.Errorf("max-clients must not be negative; max-clients-per-ip, stream-rate-per-ip and stream-burst-per-ip must be positive")
+	}
+	if c.MaxTopics < 1 || c.MaxRedisPatterns < 1 || c.MaxQueuedBytes < c.QueueBytes || c.KeyspaceCheck <= 0 {
+		return c, fmt.Errorf("max-topics and max-redis-patterns must be positive, max-queued-bytes at least queue-bytes, keyspace-check positive")
+	}
+	if c.TrustedProxies, err = parsePrefixes(*proxies); err != nil {
+		return c, fmt.Errorf("trusted-proxies: %w", err)
+	}
+	if c.ExposeDB, err = parseDBs(*exposeDB); err != nil {
+		return c, fmt.Errorf("expose-db: %w", err)
+	}
 	c.Expose = handlers.ParseExpose(*expose)
 	c.ExposeChannels = handlers.ParseExpose(*exposeChannels)
 	return c, nil
+}
+
+// parsePrefixes reads comma-separated CIDRs; a bare address is a /32 or /128.
+func parsePrefixes(s string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f == "" {
+			continue
+		}
+		if !strings.Contains(f, "/") {
+			a, err := netip.ParseAddr(f)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()))
+			continue
+		}
+		p, err := netip.ParsePrefix(f)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, p.Masked())
+	}
+	return out, nil
+}
+
+// parseDBs reads comma-separated database numbers.
+func parseDBs(s string) ([]int, error) {
+	var out []int
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f == "" {
+			continue
+		}
+		n, err := strconv.Atoi(f)
+		if err != nil || n < 0 || n > 65535 {
+			return nil, fmt.Errorf("%q is not a database number", f)
+		}
+		out = append(out, n)
+	}
+	return out, nil
 }
 
 func (c Config) logger(w io.Writer) *slog.Logger {
