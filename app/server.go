@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/keyflux/keyflux/handlers"
+	"github.com/keyflux/keyflux/handlers/limit"
 	"github.com/keyflux/keyflux/handlers/sse"
 	"github.com/keyflux/keyflux/public"
 	"github.com/keyflux/keyflux/streams"
@@ -28,8 +29,11 @@ type server struct {
 	redis  *redis.Conn
 	hub    *streams.Hub
 	sink   *sse.Sink
+	gate   *limit.Gate // counts open streams
 	app    *fiber.App
 	ln     net.Listener
+	// admin serves /metrics on --admin-listen; nil without it.
+	admin *admin
 	// stopDemo ends the --demo writer; nil without --demo.
 	stopDemo func()
 }
@@ -40,9 +44,9 @@ func newServer(ctx context.Context, cfg Config, logger *slog.Logger) (*server, e
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	rc, err := redis.Open(ctx, redis.Options{
-		URL: cfg.RedisURL, KeyspaceConfig: cfg.KeyspaceConfig,
+		URL: cfg.RedisURL, KeyspaceConfig: cfg.KeyspaceConfig, KeyspaceCheck: cfg.KeyspaceCheck,
 		Broadcast: cfg.Tracking == "bcast", Prefixes: cfg.Expose, CacheBytes: cfg.CacheBytes,
-		ValueMaxBytes: cfg.ValueMaxBytes, APICache: cfg.APICache,
+		ValueMaxBytes: cfg.ValueMaxBytes, APICache: cfg.APICache, MaxPatterns: cfg.MaxRedisPatterns,
 		Registerer: reg, Logger: logger,
 	})
 	if err != nil {
@@ -56,24 +60,28 @@ func newServer(ctx context.Context, cfg Config, logger *slog.Logger) (*server, e
 	}
 	hubMetrics := streams.NewMetrics(reg)
 	hub := streams.NewHub(streams.HubOptions{
-		ReplaySize: cfg.ReplaySize, Linger: cfg.Linger, Metrics: hubMetrics, Logger: logger,
+		ReplaySize: cfg.ReplaySize, Linger: cfg.Linger, MaxTopics: cfg.MaxTopics,
+		Metrics: hubMetrics, Logger: logger,
 	})
 	sink := sse.NewSink(sse.SinkOptions{
 		Heartbeat: cfg.Heartbeat, Retry: cfg.Retry, WriteTimeout: cfg.WriteTimeout,
-		QueueBytes: cfg.QueueBytes, AllowOrigin: cfg.AllowOrigin,
+		QueueBytes: cfg.QueueBytes, MaxQueuedBytes: cfg.MaxQueuedBytes, AllowOrigin: cfg.AllowOrigin,
 		Metrics: sse.NewMetrics(reg), Logger: logger,
 	})
+	gate, maxRequests := streamLimits(cfg, reg, logger)
 
 	app := fiber.New(fiber.Config{
 		DisableStartupMessage: true,
 		ErrorHandler:          handlers.ErrorHandler,
 		Immutable:             true,
 		ReduceMemoryUsage:     true,
-		ReadTimeout:           30 * time.Second, // requests only: streams are handed over
+		ReadTimeout:           headerTimeout, // requests only: streams are handed over
 		IdleTimeout:           2 * time.Minute,
 	})
+	app.Server().HeaderReceived = bodyTime
 	// Streams are taken over from fasthttp once validated; the sink closes them.
 	app.Server().KeepHijackedConns = true
+	handlers.Guard(app) // strict request heads, JSON for fasthttp's own errors
 	app.Use(recover.New())
 	routes := handlers.Config{
 		Hub:             hub,
@@ -83,18 +91,25 @@ func newServer(ctx context.Context, cfg Config, logger *slog.Logger) (*server, e
 		Values:          rc.Values,
 		MaxWatchKeys:    cfg.WatchMaxKeys,
 		Sink:            sink,
+		Limits:          gate,
 		Expose:          cfg.Expose,
 		ExposeChannels:  cfg.ExposeChannels,
 		PublishToken:    cfg.PublishToken,
 		PublishMaxBytes: cfg.PublishMax,
 		AllowOrigin:     cfg.AllowOrigin,
 		DefaultDB:       rc.DB,
-		Ready:           rc.Ping,
+		Databases:       rc.Databases,
+		ExposeDB:        cfg.ExposeDB,
+		Ready:           rc.Ready,
 		Metrics:         promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}),
 		Public:          public.Files,
 	}
 	if rc.KeyWatches != nil { // a nil pointer would make a non-nil interface
 		routes.KeyWatches = rc.KeyWatches
+	}
+	metrics := routes.Metrics
+	if cfg.AdminListen != "" {
+		routes.Metrics = nil // the main listener answers /metrics with 404
 	}
 	handlers.Register(app, routes)
 
@@ -104,7 +119,21 @@ func newServer(ctx context.Context, cfg Config, logger *slog.Logger) (*server, e
 		rc.Close()
 		return nil, err
 	}
-	s := &server{logger: logger, redis: rc, hub: hub, sink: sink, app: app, ln: ln}
+	// Waits out a descriptor shortage instead of stopping, and keeps
+	// connections that are not streams within the reserve.
+	lim := limit.NewListener(ln, limit.ListenerOptions{FirstByte: headerTimeout, MaxRequests: maxRequests, Logger: logger})
+	app.Server().ConnState = lim.ConnState
+	ln = handlers.StrictHeads(lim) // outermost: handlers.Guard finds its connections
+	var adm *admin
+	if cfg.AdminListen != "" {
+		if adm, err = startAdmin(cfg.AdminListen, metrics, logger); err != nil {
+			ln.Close()
+			hub.Close()
+			rc.Close()
+			return nil, err
+		}
+	}
+	s := &server{logger: logger, redis: rc, hub: hub, sink: sink, gate: gate, app: app, ln: ln, admin: adm}
 	if cfg.Demo {
 		s.stopDemo = rc.StartDemo(demoTick, logger)
 	}
@@ -125,6 +154,9 @@ func (s *server) shutdown(timeout time.Duration) {
 	s.sink.Close()
 	if err := s.app.ShutdownWithTimeout(timeout); err != nil {
 		s.logger.Warn("http shutdown", "err", err)
+	}
+	if s.admin != nil {
+		s.admin.shutdown(timeout)
 	}
 	s.hub.Close()
 	s.redis.Close()

@@ -1,6 +1,10 @@
 package handlers
 
-import "strings"
+import (
+	"slices"
+	"strconv"
+	"strings"
+)
 
 // Expose lists the key prefixes clients may watch; empty means every key.
 type Expose []string
@@ -42,4 +46,22 @@ func (e Expose) allows(s string) bool {
 		}
 	}
 	return false
+}
+
+// checkDB says whether clients may use database db: 400 for one Redis does
+// not have, checked first, so that the answer does not depend on the
+// rules; then 403 unless --expose-db lists it (by default only the Redis
+// URL's database is listed).
+func (h *handler) checkDB(db int) error {
+	if n := h.cfg.Databases; n > 0 && db >= n {
+		return invalid("db " + strconv.Itoa(db) + " does not exist: Redis has databases 0 to " + strconv.Itoa(n-1))
+	}
+	exposed := h.cfg.ExposeDB
+	if exposed == nil {
+		exposed = []int{h.cfg.DefaultDB}
+	}
+	if !slices.Contains(exposed, db) {
+		return forbidden("db " + strconv.Itoa(db) + " is not exposed (--expose-db)")
+	}
+	return nil
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/gofiber/fiber/v2/middleware/adaptor"
 	"github.com/gofiber/fiber/v2/middleware/filesystem"
 
+	"github.com/keyflux/keyflux/handlers/limit"
 	"github.com/keyflux/keyflux/handlers/sse"
 	"github.com/keyflux/keyflux/streams"
 )
@@ -29,6 +30,8 @@ type Config struct {
 	// Values serves GET /api/keys/<key>.
 	Values streams.KeyReader
 	Sink   *sse.Sink
+	// Limits admits new streams and counts them; nil: no limits.
+	Limits *limit.Gate
 	// MaxWatchKeys is how many keys one /streams/keys request may watch.
 	MaxWatchKeys int
 	// Expose limits which keys (stream keys too) clients may watch.
@@ -42,9 +45,14 @@ type Config struct {
 	PublishMaxBytes int
 	// DefaultDB is the database of the Redis URL.
 	DefaultDB int
+	// Databases is how many databases Redis has (0: unknown, not checked).
+	Databases int
+	// ExposeDB lists the databases clients may stream; nil: DefaultDB only.
+	ExposeDB []int
 	// AllowOrigin, when set, is sent as Access-Control-Allow-Origin by the API.
 	AllowOrigin string
-	// Ready reports whether Redis answers.
+	// Ready says why streams cannot be served as promised (Redis does not
+	// answer, keyspace notifications are off); nil when they can.
 	Ready func(ctx context.Context) error
 	// Metrics serves /metrics.
 	Metrics http.Handler
@@ -63,18 +71,28 @@ func Register(app *fiber.App, cfg Config) {
 	if cfg.Metrics != nil {
 		app.Get("/metrics", adaptor.HTTPHandler(cfg.Metrics))
 	}
-	app.Get("/streams", h.combined)
-	app.Get("/streams/keyspace", h.serve(keyspace))
-	app.Get("/streams/keys", h.serve(keyWatch))
-	app.Get("/streams/channels", h.serve(channels))
-	app.Get("/streams/channels/*", h.serve(channels))
-	app.Get("/streams/log/*", h.serve(streamLog))
+	streamRoute(app, "/streams", h.combined)
+	streamRoute(app, "/streams/keyspace", h.serve(keyspace))
+	streamRoute(app, "/streams/keys", h.serve(keyWatch))
+	streamRoute(app, "/streams/channels", h.serve(channels))
+	streamRoute(app, "/streams/channels/*", h.serve(channels))
+	streamRoute(app, "/streams/log/*", h.serve(streamLog))
 	app.Get("/api/keys/*", h.apiKey)
 	app.Post("/api/channels/*", h.publishChannel)
 	app.Post("/api/log/*", h.publishStreamLog)
 	if cfg.Public != nil {
 		app.Use("/", dashboardHeaders, filesystem.New(filesystem.Config{Root: http.FS(cfg.Public), MaxAge: 60}))
 	}
+}
+
+// streamRoute mounts a stream on GET alone: Fiber's Get also answers HEAD,
+// which would subscribe and stream a body nobody reads.
+func streamRoute(app *fiber.App, path string, h fiber.Handler) {
+	app.Add(fiber.MethodGet, path, h)
+	app.Head(path, func(c *fiber.Ctx) error {
+		c.Set(fiber.HeaderAllow, fiber.MethodGet)
+		return &badRequest{status: fiber.StatusMethodNotAllowed, msg: "streams answer GET only"}
+	})
 }
 
 // dashboardCSP lets the dashboard load only its own files and talk only to
@@ -101,7 +119,7 @@ func (h *handler) readyz(c *fiber.Ctx) error {
 	ctx, cancel := context.WithTimeout(c.UserContext(), 2*time.Second)
 	defer cancel()
 	if err := h.cfg.Ready(ctx); err != nil {
-		return apiError(c, fiber.StatusServiceUnavailable, "redis unreachable: "+err.Error())
+		return apiError(c, fiber.StatusServiceUnavailable, err.Error())
 	}
 	return c.JSON(fiber.Map{"status": "ready"})
 }

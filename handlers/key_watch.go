@@ -22,6 +22,9 @@ func keyWatch(_ context.Context, h *handler, _ string, params url.Values) (reque
 	if err := only(params, "key"); err != nil {
 		return request{}, err
 	}
+	if err := h.checkDB(h.cfg.DefaultDB); err != nil { // the database watches read
+		return request{}, err
+	}
 	keys, err := h.watchedKeys(params["key"])
 	if err != nil {
 		return request{}, err

@@ -77,6 +77,9 @@ func keyspace(_ context.Context, h *handler, _ string, params url.Values) (reque
 		}
 		q.Values = b
 	}
+	if err := h.checkDB(q.DB); err != nil {
+		return request{}, err
+	}
 	if !h.cfg.Expose.AllowsPattern(q.Pattern) {
 		return request{}, forbidden("pattern " + strconv.Quote(q.Pattern) + " reaches keys outside the exposed prefixes")
 	}

@@ -18,6 +18,9 @@ func testHandler(expose ...string) *handler {
 		Hub:      streams.NewHub(streams.HubOptions{}),
 		Keyspace: &redis.Keyspace{},
 		Expose:   expose,
+		// Both database rules: 16 databases, two of them exposed.
+		Databases: 16,
+		ExposeDB:  []int{0, 3},
 	}}
 }
 
@@ -34,6 +37,9 @@ func FuzzStreamQuery(f *testing.F) {
 		"pattern=%00&db=-1&events=SET",
 		"filter=nosuch(key)&throttle=0",
 		"pattern=user:\\*&fliter=x",
+		"pattern=user:*&db=0&db=1",
+		"pattern=a&db=65535",
+		"pattern=a*&db=16&values=true",
 	} {
 		f.Add(seed)
 	}

@@ -74,7 +74,7 @@ func (h *handler) publishRequest(c *fiber.Ctx, what string, expose Expose) (stri
 	if h.cfg.PublishToken == "" {
 		return "", nil, forbidden("publishing is disabled: start Keyflux with --publish-token (KEYFLUX_PUBLISH_TOKEN)")
 	}
-	got, ok := strings.CutPrefix(c.Get(fiber.HeaderAuthorization), "Bearer ")
+	got, ok := bearerToken(c.Get(fiber.HeaderAuthorization))
 	if !ok || subtle.ConstantTimeCompare([]byte(got), []byte(h.cfg.PublishToken)) != 1 {
 		c.Set(fiber.HeaderWWWAuthenticate, `Bearer realm="keyflux"`)
 		return "", nil, &badRequest{status: fiber.StatusUnauthorized, msg: "missing or wrong publish token (Authorization: Bearer <token>)"}
@@ -95,6 +95,16 @@ func (h *handler) publishRequest(c *fiber.Ctx, what string, expose Expose) (stri
 			msg: "body is larger than " + strconv.Itoa(h.cfg.PublishMaxBytes) + " bytes"}
 	}
 	return name, body, nil
+}
+
+// bearerToken reads "Bearer <token>"; the scheme's name is
+// case-insensitive (RFC 9110, section 11.1).
+func bearerToken(auth string) (string, bool) {
+	scheme, token, ok := strings.Cut(auth, " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return "", false
+	}
+	return strings.TrimLeft(token, " "), true
 }
 
 // entryFields reads a JSON object in order: string members keep their

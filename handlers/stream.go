@@ -113,13 +113,17 @@ func (h *handler) stream(c *fiber.Ctx, q url.Values, joins []streams.Join) error
 		return hub.SubscribeAll(joins, r, lastID)
 	}
 	sink := h.cfg.Sink
+	release, err := h.admit(c) // after validation: bad input costs no token
+	if err != nil {
+		return err
+	}
 	ctx := c.Context()
 	ctx.HijackSetNoResponse(true)
 	ctx.Hijack(func(conn net.Conn) {
-		if u, ok := conn.(interface{ UnsafeConn() net.Conn }); ok {
-			conn = u.UnsafeConn() // the socket itself, kept after this returns
+		conn = socket(conn) // kept after this returns
+		if err := sink.Serve(conn, policy, subscribe, release); err != nil {
+			h.refuse(conn, err) // nothing was written yet: a real error response
 		}
-		sink.Serve(conn, policy, subscribe)
 	})
 	return nil
 }

@@ -22,6 +22,9 @@ type Options struct {
 	URL string
 	// KeyspaceConfig says whether Keyflux may set notify-keyspace-events.
 	KeyspaceConfig NotifyMode
+	// KeyspaceCheck is how often notify-keyspace-events is checked while
+	// keyspace streams are live (NotifyConfig.Interval).
+	KeyspaceCheck time.Duration
 	// Broadcast tracks keys in BCAST mode, one PREFIX per entry of
 	// Prefixes (every key when empty), instead of OPTIN.
 	Broadcast bool
@@ -32,6 +35,9 @@ type Options struct {
 	ValueMaxBytes int
 	// APICache serves Values from the client-side cache.
 	APICache bool
+	// MaxPatterns bounds the PSUBSCRIBE patterns held in Redis (see
+	// Upstreams.MaxPatterns; 0: no bound).
+	MaxPatterns int
 	// Registerer receives the adapter's metrics (nil: not registered).
 	Registerer prometheus.Registerer
 	Logger     *slog.Logger
@@ -53,9 +59,12 @@ type Conn struct {
 	Values *Values
 	// DB is the database of the URL.
 	DB int
+	// Databases is how many databases Redis has (see databases).
+	Databases int
 
 	client  rueidis.Client
 	cache   rueidis.Client // nil without client-side caching
+	notify  *NotifyConfig
 	private *redisserver.Server
 }
 
@@ -86,10 +95,13 @@ func Open(ctx context.Context, o Options) (*Conn, error) {
 		c.Close()
 		return nil, err
 	}
-	logger.Info("using Redis", "addr", opt.InitAddress, "db", c.DB, "private", c.private != nil)
+	c.Databases = databases(ctx, c.client, c.DB, o.KeyspaceConfig != NotifyNone, logger)
+	logger.Info("using Redis", "addr", opt.InitAddress, "db", c.DB, "databases", c.Databases, "private", c.private != nil)
 
-	notify := &NotifyConfig{Client: c.client, Mode: o.KeyspaceConfig, Logger: logger}
-	if err := notify.Check(ctx, c.DB); err != nil {
+	notify := &NotifyConfig{Client: c.client, Mode: o.KeyspaceConfig, Logger: logger,
+		Interval: o.KeyspaceCheck, DB: c.DB, Metrics: NewNotifyMetrics(o.Registerer)}
+	c.notify = notify
+	if err := notify.Check(ctx); err != nil {
 		c.Close()
 		return nil, err
 	}
@@ -101,7 +113,7 @@ func Open(ctx context.Context, o Options) (*Conn, error) {
 	m := NewMetrics(o.Registerer, c.Invalidations)
 	// One Upstreams for every pub/sub source on the pub/sub client: one
 	// SUBSCRIBE per channel or pattern, however many streams need it.
-	upstreams := &Upstreams{Client: c.client, Logger: logger, Metrics: m}
+	upstreams := &Upstreams{Client: c.client, Logger: logger, Metrics: m, MaxPatterns: o.MaxPatterns}
 	// Reads from Redis itself: keyspace events with values=true, and
 	// /api/keys without the cache.
 	fresh := &Values{Client: c.client, MaxBytes: o.ValueMaxBytes, Reads: m.KeyReads}
@@ -193,6 +205,15 @@ func bcastOptions(prefixes []string) []string {
 // Ping reports whether Redis answers.
 func (c *Conn) Ping(ctx context.Context) error {
 	return c.client.Do(ctx, c.client.B().Ping().Build()).Error()
+}
+
+// Ready reports why Keyflux cannot serve streams as promised: Redis does not
+// answer, or keyspace notifications are off (NotifyConfig.Ready).
+func (c *Conn) Ready(ctx context.Context) error {
+	if err := c.Ping(ctx); err != nil {
+		return fmt.Errorf("redis unreachable: %w", err)
+	}
+	return c.notify.Ready(ctx)
 }
 
 // Close releases both clients and stops a private redis-server.
