@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/keyflux/keyflux/streams/testkit"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -257,4 +258,83 @@ func TestOperatorStateReleasedWithLastClient(t *testing.T) {
 		return k.srv.hub.Topics() == 0 && k.numpat() == 0 && k.srv.sink.Clients() == 0
 	})
 	goleak.VerifyNone(t, baseline...)
+}
+
+// Expression bombs whose cost is in their text are refused with 400 JSON
+// naming the reason, and nothing is subscribed (issue 10, finding 1).
+func TestExpressionBombsRefused(t *testing.T) {
+	k := startKeyflux(t, keyspaceFlags)
+	for _, c := range []struct{ query, want string }{
+		// 1..20 first: on code without the check it opens a stream (a clean
+		// failure) instead of growing a string until the process dies.
+		{"/streams/keys?key=x&filter=" + url.QueryEscape(`len(reduce(1..20, #acc + #acc, key)) < 0`), "accumulator"},
+		{"/streams/keys?key=x&filter=" + url.QueryEscape(`len(reduce(1..31, #acc + #acc, key)) < 0`), "accumulator"},
+		{"/streams/keys?key=x&map=" + url.QueryEscape(`reduce(1..31, #acc + #acc, key)`), "accumulator"},
+		{"/streams/keyspace?pattern=a:*&filter=" + url.QueryEscape(`any(1..1000, {any(1..1000, {any(1..1000, {false})})})`), "nested loops"},
+	} {
+		status, body := k.get(c.query)
+		msg, _ := body["error"].(string)
+		if status != 400 || !strings.Contains(msg, c.want) || body["position"] == nil {
+			t.Fatalf("%s: %d %v, want 400 with %q and a position", c.query, status, body, c.want)
+		}
+	}
+	if k.srv.hub.Topics() != 0 || k.srv.sink.Clients() != 0 || k.numpat() != 0 {
+		t.Fatal("a refused expression left a subscription behind")
+	}
+}
+
+// Bombs that pass compile fail each evaluation on their runtime budget,
+// counted, while a stream on another topic keeps receiving its events.
+func TestExpressionBudgetDoesNotStallOthers(t *testing.T) {
+	k := startKeyflux(t, keyspaceFlags)
+	errs := k.srv.hub.Metrics().OperatorErrors.WithLabelValues("filter")
+	before := testutil.ToFloat64(errs)
+	// A CPU bomb over the key's length (10^9 steps for a 1000-byte key) and
+	// a string squared with no loop (9 MB for a 3000-byte key).
+	cpu := k.open("/streams/keyspace?pattern=cpu:*&filter=" + url.QueryEscape(`let r = 1..len(key); any(r, {any(r, {any(r, {# < 0})})})`))
+	cpu.Expect("connected")
+	mem := k.open("/streams/keyspace?pattern=mem:*&filter=" + url.QueryEscape(`len(replace(key, "", key)) < 0 || key == "mem:ok"`))
+	mem.Expect("connected")
+	other := k.open("/streams/keyspace?pattern=other:*")
+	other.Expect("connected")
+
+	const bombs = 5
+	var slowest time.Duration
+	for i := range bombs {
+		k.do("SET", "cpu:"+strings.Repeat("x", 1000)+fmt.Sprint(i), "1")
+		k.do("SET", "mem:"+strings.Repeat("y", 3000)+fmt.Sprint(i), "1")
+		start := time.Now()
+		k.do("SET", fmt.Sprint("other:", i), "1")
+		select {
+		case ev := <-other.Events():
+			if ev.Type != "set" {
+				t.Fatalf("other stream got %q", ev.Type)
+			}
+		case <-time.After(2 * time.Second):
+			t.Fatalf("the other stream got nothing for 2s while bombs ran (event %d)", i)
+		}
+		slowest = max(slowest, time.Since(start))
+	}
+	testkit.Eventually(t, "every bomb evaluation failed and was counted", func() bool {
+		return testutil.ToFloat64(errs)-before >= 2*bombs
+	})
+	// The bombs' streams are alive and still evaluate their next events.
+	k.do("SET", "mem:ok", "1")
+	if ev := mem.Expect("set"); !strings.Contains(ev.Data, `"mem:ok"`) {
+		t.Fatalf("mem stream got %s", ev.Data)
+	}
+	// A value read from Redis is as hostile as a key: its snapshot fails
+	// the budget, is counted, and the next update is delivered.
+	k.do("SET", "val:1", strings.Repeat("v", 3000))
+	counted := testutil.ToFloat64(errs)
+	val := k.open("/streams/keys?key=val:1&filter=" + url.QueryEscape(`len(replace(value, "", value)) < 0 || value == "ok"`))
+	val.Expect("connected")
+	testkit.Eventually(t, "the snapshot's evaluation failed and was counted", func() bool {
+		return testutil.ToFloat64(errs) > counted
+	})
+	k.do("SET", "val:1", "ok")
+	if ev := val.Next(); ev.Type != "update" || !strings.Contains(ev.Data, `"value":"ok"`) {
+		t.Fatalf("keys stream got %s %s, want the update to ok", ev.Type, ev.Data)
+	}
+	t.Logf("slowest event on the other stream while bombs ran: %v", slowest)
 }

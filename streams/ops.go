@@ -12,7 +12,7 @@ import (
 	"github.com/expr-lang/expr"
 	"github.com/expr-lang/expr/ast"
 	"github.com/expr-lang/expr/file"
-	"github.com/expr-lang/expr/vm"
+	"github.com/expr-lang/expr/parser"
 	"github.com/reactivex/rxgo/v2"
 )
 
@@ -33,9 +33,9 @@ type Ops struct {
 	BufferCount int
 }
 
-// Expression budgets: a filter is evaluated for every event of a stream, so
-// its size and memory are bounded; with no loops beyond the event's own
-// data, that bounds its time too.
+// Expression limits: a filter is evaluated for every event of a stream, so
+// its size is bounded here, its cost by the static refusals of
+// expr_limits.go and the per-evaluation budget of expr_budget.go.
 const (
 	maxExprNodes     = 256
 	maxExprMemory    = 10000
@@ -60,7 +60,7 @@ func (e *ExprError) Error() string {
 // Operators are compiled Ops, ready to apply.
 type Operators struct {
 	ops           Ops
-	filter, mapTo *vm.Program
+	filter, mapTo *compiledExpr
 	key           string
 }
 
@@ -76,13 +76,13 @@ func (o Ops) Compile() (*Operators, error) {
 		if c.filter, err = compileExpr("filter", o.Filter, expr.AsBool()); err != nil {
 			return nil, err
 		}
-		parts = append(parts, "filter="+c.filter.Node().String())
+		parts = append(parts, "filter="+c.filter.plain.Node().String())
 	}
 	if o.Map != "" {
 		if c.mapTo, err = compileExpr("map", o.Map); err != nil {
 			return nil, err
 		}
-		parts = append(parts, "map="+c.mapTo.Node().String())
+		parts = append(parts, "map="+c.mapTo.plain.Node().String())
 	}
 	if o.Throttle != 0 {
 		if err := checkDelay("throttle", o.Throttle); err != nil {
@@ -112,7 +112,7 @@ func checkDelay(op string, d time.Duration) error {
 	return nil
 }
 
-func compileExpr(op, src string, opts ...expr.Option) (*vm.Program, error) {
+func compileExpr(op, src string, opts ...expr.Option) (*compiledExpr, error) {
 	if len(src) > maxExprLength {
 		return nil, &ExprError{Op: op, Line: 1, Column: maxExprLength, Message: "expression is longer than " + strconv.Itoa(maxExprLength) + " bytes"}
 	}
@@ -135,7 +135,15 @@ func compileExpr(op, src string, opts ...expr.Option) (*vm.Program, error) {
 		line, col := sourcePosition(src, unknown.at)
 		return nil, &ExprError{Op: op, Line: line, Column: col, Message: "unknown function " + unknown.name}
 	}
-	return p, nil
+	tree, err := parser.Parse(src)
+	if err != nil { // compiled above, so this does not happen
+		return nil, &ExprError{Op: op, Line: 1, Column: 1, Message: err.Error()}
+	}
+	if at, why := staticLimits(tree.Node); at != nil {
+		line, col := sourcePosition(src, at.Location().From)
+		return nil, &ExprError{Op: op, Line: line, Column: col, Message: why}
+	}
+	return newCompiledExpr(op, src, p, opts)
 }
 
 type unknownCalls struct {
@@ -207,15 +215,23 @@ func (s *opsHealer) Heal() (Event, bool) {
 		return ev, false
 	}
 	o := s.ops
-	if o.filter != nil { // a VM of its own: the pipeline's runs elsewhere
-		keep, err := (&vm.VM{MemoryBudget: maxExprMemory}).Run(o.filter, exprEnv(ev))
+	if o.filter != nil { // a machine of its own: the pipeline's runs elsewhere
+		keep, err := o.filter.runOnce(exprEnv(ev))
+		if err != nil {
+			s.m.OperatorErrors.WithLabelValues("filter").Inc()
+		}
 		if err != nil || keep != true {
 			return ev, false
 		}
 	}
 	if o.mapTo != nil {
-		machine := &vm.VM{MemoryBudget: maxExprMemory}
-		run := func(ev Event) (any, error) { return machine.Run(o.mapTo, exprEnv(ev)) }
+		run := func(ev Event) (any, error) {
+			out, err := o.mapTo.runOnce(exprEnv(ev))
+			if err != nil {
+				s.m.OperatorErrors.WithLabelValues("map").Inc()
+			}
+			return out, err
+		}
 		if !mapEvent(&ev, run, s.m) {
 			return ev, false
 		}
@@ -289,13 +305,14 @@ func (s *opsSpec) Open(ctx context.Context) rxgo.Observable {
 	return obs
 }
 
-// evaluator runs a program with one reused VM: pipelines are sequential,
-// so one VM per operator is safe and saves an allocation per event.
-func (s *opsSpec) evaluator(p *vm.Program, op string) func(Event) (any, error) {
-	machine := &vm.VM{MemoryBudget: maxExprMemory}
+// evaluator runs an expression with one reused machine: pipelines are
+// sequential, so one machine per operator is safe and saves an allocation
+// per event. An evaluation over its budget fails alone and is counted.
+func (s *opsSpec) evaluator(e *compiledExpr, op string) func(Event) (any, error) {
+	machine := e.machine()
 	errs := s.m.OperatorErrors.WithLabelValues(op)
 	return func(ev Event) (any, error) {
-		out, err := machine.Run(p, exprEnv(ev))
+		out, err := machine.run(exprEnv(ev))
 		if err != nil {
 			errs.Inc()
 		}
@@ -308,6 +325,12 @@ func (s *opsSpec) evaluator(p *vm.Program, op string) func(Event) (any, error) {
 func mapEvent(ev *Event, run func(Event) (any, error), m *Metrics) bool {
 	out, err := run(*ev)
 	if err != nil {
+		return false
+	}
+	// Sized before it is marshalled: a small program can return a shared
+	// structure whose JSON doubles at every level.
+	if _, ok := deepSize(out, maxExprBytes); !ok {
+		m.OperatorErrors.WithLabelValues("map").Inc()
 		return false
 	}
 	if _, err := json.Marshal(out); err != nil {
