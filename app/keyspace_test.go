@@ -4,6 +4,7 @@ import (
 	"context"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -22,15 +23,18 @@ func TestKeyspaceStreamWireFormat(t *testing.T) {
 		h.Get("X-Accel-Buffering") != "no" {
 		t.Fatalf("headers %v", h)
 	}
-	if got := r.Block(t); got != "retry: 1500\n\n" {
-		t.Fatalf("first bytes %q, want the retry field", got)
+	// Each connection draws its retry from [--retry, 2 x --retry).
+	got := r.Block(t)
+	ms, err := strconv.Atoi(strings.TrimSuffix(strings.TrimPrefix(got, "retry: "), "\n\n"))
+	if !strings.HasPrefix(got, "retry: ") || err != nil || ms < 1500 || ms >= 3000 {
+		t.Fatalf("first bytes %q, want the retry field in [1500, 3000)", got)
 	}
 	connected := r.Block(t)
 	if !strings.HasPrefix(connected, "id: ") || !strings.Contains(connected, "\nevent: connected\ndata: {") {
 		t.Fatalf("connected event %q", connected)
 	}
 	k.do("SET", "user:a\nevent: injected\n\ndata: x", "v")
-	got := r.Block(t)
+	got = r.Block(t)
 	lines := strings.Split(strings.TrimSuffix(got, "\n\n"), "\n")
 	if len(lines) != 3 || lines[1] != "event: set" ||
 		!strings.HasPrefix(lines[2], `data: {"key":"user:a\nevent: injected\n\ndata: x","event":"set","db":0,"ts":`) {

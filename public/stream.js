@@ -177,7 +177,7 @@ export class LiveStream {
   }
 
   scheduleRetry() {
-    const wait = Math.min(MAX_RETRY_MS, this.retry * 2 ** this.backoff++);
+    const wait = retryDelay(this.retry, this.backoff++);
     this.setState("reconnecting", { retryAt: Date.now() + wait });
     clearTimeout(this.timer);
     this.timer = setTimeout(() => {
@@ -204,6 +204,17 @@ export class LiveStream {
     if (detail.retryAt) this.retryAt = detail.retryAt;
     this.onState?.(state, { ...detail, retryAt: this.retryAt, lastId: this.lastId, changed });
   }
+}
+
+/**
+ * retryDelay is the wait before reconnecting after the attempt-th error in
+ * a row: the server's retry doubled per attempt (at most MAX_RETRY_MS / 2),
+ * then drawn from [d, 2 x d), so that pages cut off together (a restart)
+ * do not all come back at the same moment.
+ */
+export function retryDelay(retry, attempt) {
+  const d = Math.min(MAX_RETRY_MS / 2, retry * 2 ** attempt);
+  return Math.floor(d * (1 + Math.random()));
 }
 
 function parse(text) {

@@ -46,7 +46,10 @@ type Event struct {
 	// Key is the Redis key (or channel) the event is about; per-key
 	// operators such as throttle group by it.
 	Key string
-	// Reason explains a Gap.
+	// Code is a Gap's reset reason, one of the Reset* constants, sent to
+	// clients as the reset's "reason" (ResetGap when empty).
+	Code string
+	// Reason explains a Gap in words, sent as the reset's "detail".
 	Reason string
 }
 

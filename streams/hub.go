@@ -1,13 +1,19 @@
 package streams
 
 import (
+	"container/list"
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
 	"sync"
 	"time"
 )
+
+// ErrTooManyTopics is returned by Subscribe when a new topic is needed,
+// HubOptions.MaxTopics are live and every one of them has subscribers.
+var ErrTooManyTopics = errors.New("streams: too many distinct streams are open")
 
 // Receiver is one client's end of a subscription, implemented by the sink.
 type Receiver interface {
@@ -33,9 +39,14 @@ type HubOptions struct {
 	ReplaySize int
 	// Linger keeps a topic (its Redis subscription and replay buffer) alive
 	// after its last subscriber leaves, so a quick reconnect resumes without a gap.
-	Linger  time.Duration
-	Metrics *Metrics
-	Logger  *slog.Logger
+	Linger time.Duration
+	// MaxTopics caps distinct live topics, lingering ones included (each
+	// holds a Redis subscription); 0 means no cap. At the cap the oldest
+	// lingering topics are released first; when every topic has
+	// subscribers, a new one is refused with ErrTooManyTopics.
+	MaxTopics int
+	Metrics   *Metrics
+	Logger    *slog.Logger
 }
 
 // Hub multicasts topics to subscribers. It is Keyflux's own fan-out: rxgo
@@ -49,6 +60,12 @@ type Hub struct {
 	topics map[string]*topic
 	closed bool
 	wg     sync.WaitGroup
+
+	// lingering holds the topics without subscribers, oldest first: the
+	// ones MaxTopics releases first. Its own lock, since topics join it
+	// under their own lock (which h.mu precedes).
+	lingerMu  sync.Mutex
+	lingering list.List
 
 	// order is held while a frame is numbered and handed out, and while a
 	// subscriber is welcomed: so every client receives frames in id order,
@@ -123,14 +140,25 @@ func (h *Hub) SubscribeAll(joins []Join, r Receiver, lastID string) ([]*Subscrip
 	if h.closed {
 		return nil, ErrClosed
 	}
+	// Nothing starts until the whole request is known to fit.
 	topics := make([]*topic, len(joins))
+	keys := make([]string, len(joins))
+	fresh := 0
 	for i, j := range joins {
-		spec := j.Spec
-		if topics[i] = h.topics[spec.Key()]; topics[i] == nil {
-			topics[i] = h.start(spec)
+		keys[i] = j.Spec.Key()
+		if slices.Contains(keys[:i], keys[i]) {
+			return nil, fmt.Errorf("streams: %q asked for twice", keys[i])
 		}
-		if slices.Contains(topics[:i], topics[i]) {
-			return nil, fmt.Errorf("streams: %q asked for twice", spec.Key())
+		if topics[i] = h.topics[keys[i]]; topics[i] == nil {
+			fresh++
+		}
+	}
+	if err := h.makeRoom(fresh, topics); err != nil {
+		return nil, err
+	}
+	for i, j := range joins {
+		if topics[i] == nil {
+			topics[i] = h.start(j.Spec)
 		}
 	}
 	h.order.Lock()
@@ -143,6 +171,7 @@ func (h *Hub) SubscribeAll(joins []Join, r Receiver, lastID string) ([]*Subscrip
 		if t.linger != nil {
 			t.linger.Stop()
 			t.linger = nil
+			h.unlinger(t)
 		}
 		subs[i] = &Subscription{t: t, r: r, lastID: lastID, idx: len(t.subs), greet: true,
 			spec: joins[i].Spec, group: joins[i].Group}
@@ -228,6 +257,61 @@ func (h *Hub) stop(t *topic) {
 	}
 	delete(h.topics, t.key)
 	h.opts.Metrics.Topics.Dec()
-	t.cancel()
+	t.cancel() // before unlinger: lingered skips a cancelled topic
+	h.unlinger(t)
 	h.opts.Logger.Debug("topic stopped", "stream", t.key)
+}
+
+// makeRoom releases the oldest lingering topics, none of keep, until n new
+// topics fit under MaxTopics; it releases nothing if they cannot fit.
+// Called with h.mu held.
+func (h *Hub) makeRoom(n int, keep []*topic) error {
+	over := len(h.topics) + n - h.opts.MaxTopics
+	if h.opts.MaxTopics <= 0 || n == 0 || over <= 0 {
+		return nil
+	}
+	h.lingerMu.Lock()
+	var victims []*topic
+	for e := h.lingering.Front(); e != nil && len(victims) < over; e = e.Next() {
+		if t := e.Value.(*topic); !slices.Contains(keep, t) {
+			victims = append(victims, t)
+		}
+	}
+	h.lingerMu.Unlock()
+	if len(victims) < over {
+		h.opts.Metrics.TopicsRefused.Inc()
+		return ErrTooManyTopics
+	}
+	// Joins need h.mu, which is held: no victim can gain a subscriber.
+	for _, t := range victims {
+		t.mu.Lock()
+		if t.linger != nil {
+			t.linger.Stop()
+			t.linger = nil
+		}
+		t.mu.Unlock()
+		h.stop(t)
+		h.opts.Metrics.TopicsEvicted.Inc()
+		h.opts.Logger.Debug("lingering topic released early", "stream", t.key, "max_topics", h.opts.MaxTopics)
+	}
+	return nil
+}
+
+// lingered puts t at the end of the lingering list. Called with t.mu held.
+func (h *Hub) lingered(t *topic) {
+	h.lingerMu.Lock()
+	defer h.lingerMu.Unlock()
+	if t.lingerAt == nil && t.ctx.Err() == nil { // not stopped already
+		t.lingerAt = h.lingering.PushBack(t)
+	}
+}
+
+// unlinger takes t off the lingering list, if it is on it.
+func (h *Hub) unlinger(t *topic) {
+	h.lingerMu.Lock()
+	defer h.lingerMu.Unlock()
+	if t.lingerAt != nil {
+		h.lingering.Remove(t.lingerAt)
+		t.lingerAt = nil
+	}
 }

@@ -44,7 +44,11 @@ func (g *ids) parse(id string) (uint64, bool) {
 
 // Reset reasons, sent in the data of a "reset" event.
 const (
-	ResetUnknownID = "unknown-id" // not an id of this process
-	ResetExpiredID = "expired-id" // ours, but no longer in the replay buffer
-	ResetGap       = "upstream-gap"
+	ResetUnknownID = "unknown-id"   // not an id of this process
+	ResetExpiredID = "expired-id"   // ours, but no longer in the replay buffer
+	ResetGap       = "upstream-gap" // the Redis connection was re-established
+	ResetOverflow  = "overflow"     // the stream's pipeline fell behind Redis and dropped events
+	// ResetNotifyConfig: notify-keyspace-events lost flags Keyflux needs
+	// (someone ran CONFIG SET): keyspace events were missed until restored.
+	ResetNotifyConfig = "notify-config"
 )

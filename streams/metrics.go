@@ -9,6 +9,8 @@ import (
 // events they carry and how subscribers resume.
 type Metrics struct {
 	Topics           prometheus.Gauge
+	TopicsEvicted    prometheus.Counter
+	TopicsRefused    prometheus.Counter
 	PipelinesStarted prometheus.Counter
 	OperatorErrors   *prometheus.CounterVec
 	EventsIn         *prometheus.CounterVec
@@ -25,6 +27,14 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Topics: f.NewGauge(prometheus.GaugeOpts{
 			Name: "keyflux_streams_active",
 			Help: "Distinct live streams (topics), each one rxgo pipeline shared by its clients.",
+		}),
+		TopicsEvicted: f.NewCounter(prometheus.CounterOpts{
+			Name: "keyflux_streams_evicted_total",
+			Help: "Lingering streams released before their linger ended, to stay under --max-topics.",
+		}),
+		TopicsRefused: f.NewCounter(prometheus.CounterOpts{
+			Name: "keyflux_streams_refused_total",
+			Help: "New streams refused (503) because --max-topics streams were live, all with clients.",
 		}),
 		PipelinesStarted: f.NewCounter(prometheus.CounterOpts{
 			Name: "keyflux_pipelines_started_total",

@@ -138,8 +138,8 @@ func (r *durableResume) emit(ctx context.Context, s *Subscription, ev Event, gre
 		*greeted = true
 		f = mustFrame(ev.ID, "connected", s.spec.Describe())
 	case Gap:
-		m.Resets.WithLabelValues(ev.Reason).Inc()
-		d := resetData(ev.Reason, "")
+		m.Resets.WithLabelValues(ev.Code).Inc()
+		d := resetData(ev.Code, ev.Reason)
 		if ev.ID != "" {
 			d["first"] = ev.ID
 		}

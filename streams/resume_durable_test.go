@@ -96,7 +96,7 @@ func (l *memLog) Replay(ctx context.Context, lastID, head string, emit func(stre
 		newest := len(l.entries)
 		l.mu.Unlock()
 		if err != nil || n > newest {
-			if !emit(ready) || !emit(streams.Event{Kind: streams.Gap, Reason: streams.ResetUnknownID}) {
+			if !emit(ready) || !emit(streams.Event{Kind: streams.Gap, Code: streams.ResetUnknownID}) {
 				return "", nil
 			}
 			return head, nil

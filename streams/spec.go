@@ -59,7 +59,7 @@ type Durable interface {
 	// order: a Ready whose ID, when set, is the subscriber's starting
 	// position (the id of its "connected" event, so that a reconnect
 	// before any event resumes there); a Gap when the history after
-	// lastID is not whole (Reason ResetExpiredID or ResetUnknownID, ID the
+	// lastID is not whole (Code ResetExpiredID or ResetUnknownID, ID the
 	// first id still available); then the Data events after its position
 	// up to and including head, the newest id the topic has published.
 	// lastID is the client's Last-Event-ID, "" for none, in which case the

@@ -1,6 +1,8 @@
 package streams
 
 import (
+	"cmp"
+	"container/list"
 	"context"
 	"errors"
 	"sync"
@@ -28,6 +30,9 @@ type topic struct {
 	resume resumer
 	ready  bool
 	linger *time.Timer
+	// lingerAt is t's place in the hub's lingering list (guarded by the
+	// hub's lingerMu); nil while it has subscribers.
+	lingerAt *list.Element
 }
 
 // run drains the pipeline until the upstream is released.
@@ -48,8 +53,9 @@ func (t *topic) run(obs rxgo.Observable) {
 		case Ready:
 			t.markReady(ev.ID)
 		case Gap:
-			t.hub.opts.Metrics.Resets.WithLabelValues(ResetGap).Inc()
-			t.publish(Event{Name: "reset", Data: resetData(ResetGap, ev.Reason)})
+			code := cmp.Or(ev.Code, ResetGap)
+			t.hub.opts.Metrics.Resets.WithLabelValues(code).Inc()
+			t.publish(Event{Name: "reset", Data: resetData(code, ev.Reason)})
 		default:
 			t.events.Inc()
 			t.publish(ev)
@@ -136,6 +142,7 @@ func (t *topic) remove(s *Subscription) {
 	}
 	if len(t.subs) == 0 && t.linger == nil {
 		t.linger = time.AfterFunc(t.hub.opts.Linger, t.expire)
+		t.hub.lingered(t)
 	}
 }
 
@@ -148,6 +155,7 @@ func (t *topic) expire() {
 	idle := len(t.subs) == 0
 	t.linger = nil
 	t.mu.Unlock()
+	h.unlinger(t)
 	if idle {
 		h.stop(t)
 	}

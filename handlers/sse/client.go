@@ -15,8 +15,13 @@ import (
 // thousands of clients each event would otherwise allocate one per client.
 var batches = sync.Pool{New: func() any { b := make(net.Buffers, 0, 8); return &b }}
 
+// maxPooled is the largest batch kept for reuse: the long queues of slow
+// clients would otherwise stay in the pool, tens of MB of them, after the
+// clients are gone.
+const maxPooled = 256
+
 func recycle(b *net.Buffers) {
-	if b != nil {
+	if b != nil && cap(*b) <= maxPooled {
 		clear(*b) // drop references to frames
 		*b = (*b)[:0]
 		batches.Put(b)
@@ -29,7 +34,8 @@ type client struct {
 	conn   net.Conn
 	raw    syscall.RawConn // for noticing a closed peer; nil if unavailable
 	timer  *time.Timer
-	hangup uint32 // registration with the sink's hangups watcher
+	hangup uint32   // registration with the sink's hangups watcher
+	ended  []func() // run once the stream has ended
 	// resetWhenSlow drops what a slow client has not read and sends it
 	// "reset", instead of cutting it off.
 	resetWhenSlow bool
@@ -37,6 +43,8 @@ type client struct {
 	mu       sync.Mutex
 	queue    *net.Buffers // shared frames' bytes, from batches; nil while idle
 	queued   int
+	inflight int  // bytes of the batch being written, still held
+	aborted  bool // a shed cut the write in flight short
 	flushing bool
 	overflow bool
 	closed   bool
@@ -47,38 +55,112 @@ type client struct {
 // Send implements streams.Receiver. It runs under the hub's topic lock, so
 // it only queues; writing happens on the client's own flush goroutine.
 func (c *client) Send(f *streams.Frame) bool {
+	k := c.sink
+	n := len(f.Bytes)
+	fits := k.budget.take(n)
+	if !fits { // all clients together are at the budget: the furthest behind go first
+		k.shed(n)
+		fits = k.budget.take(n)
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.closed || c.overflow {
-		return false
+	ok := fits && !c.closed && !c.overflow && c.queued+n <= k.opts.QueueBytes
+	if !ok && fits {
+		k.budget.give(n)
 	}
-	ok := c.queued+len(f.Bytes) <= c.sink.opts.QueueBytes
 	switch {
+	case c.closed || c.overflow:
+		return false
 	case ok:
 		if c.queue == nil {
 			c.queue = batches.Get().(*net.Buffers)
 		}
 		*c.queue = append(*c.queue, f.Bytes)
-		c.queued += len(f.Bytes)
+		c.queued += n
 	case c.resetWhenSlow:
-		c.sink.opts.Metrics.SlowConsumers.WithLabelValues(string(SlowReset)).Inc()
-		if c.queue == nil {
-			c.queue = batches.Get().(*net.Buffers)
-		}
-		clear(*c.queue)
-		*c.queue = append((*c.queue)[:0], c.sink.slowReset.Bytes)
-		c.queued = len(c.sink.slowReset.Bytes)
+		c.reset()
 		ok = true
 	default:
-		c.overflow = true // the flush goroutine cuts the client off
-		c.sink.opts.Metrics.SlowConsumers.WithLabelValues(string(SlowDisconnect)).Inc()
+		c.cutOff(false)
 	}
+	c.startFlush()
+	return ok
+}
+
+// reset drops what the client has not read and queues "reset" instead.
+// Called with c.mu held.
+func (c *client) reset() {
+	c.sink.opts.Metrics.SlowConsumers.WithLabelValues(string(SlowReset)).Inc()
+	c.dropQueue()
+	c.queue = batches.Get().(*net.Buffers)
+	*c.queue = append(*c.queue, c.sink.slowReset.Bytes)
+	c.queued = len(c.sink.slowReset.Bytes)
+	c.sink.budget.force(c.queued)
+}
+
+// cutOff marks the client for disconnection: the flush goroutine closes it.
+// Its queue is dropped; abort also cuts a write in flight short, so that
+// its bytes are free now, not after WriteTimeout. Called with c.mu held.
+func (c *client) cutOff(abort bool) {
+	c.sink.opts.Metrics.SlowConsumers.WithLabelValues(string(SlowDisconnect)).Inc()
+	c.overflow = true
+	c.dropQueue()
+	if abort {
+		c.abortWrite()
+	}
+}
+
+// abortWrite writes off the bytes of a write in flight and cuts it short.
+// Called with c.mu held.
+func (c *client) abortWrite() {
+	if c.inflight > 0 {
+		c.sink.budget.give(c.inflight)
+		c.inflight = 0
+		c.aborted = true
+		_ = c.conn.SetWriteDeadline(time.Now())
+	}
+}
+
+// shed applies the client's slow policy because all clients together are
+// at the sink's budget. Like Send, it runs under a topic lock: it only queues.
+func (c *client) shed() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	switch {
+	case c.closed:
+		return
+	case c.overflow: // cut off already, its last write still stuck
+		c.abortWrite()
+		return
+	case c.resetWhenSlow:
+		c.reset()
+	default:
+		c.cutOff(true)
+	}
+	c.startFlush()
+}
+
+// behind is how many bytes the client holds: queued and being written.
+func (c *client) behind() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.queued + c.inflight // a closed client holds none
+}
+
+// dropQueue releases the queue. Called with c.mu held.
+func (c *client) dropQueue() {
+	c.sink.budget.give(c.queued)
+	recycle(c.queue)
+	c.queue, c.queued = nil, 0
+}
+
+// startFlush starts the flush goroutine unless it runs. Called with c.mu held.
+func (c *client) startFlush() {
 	if !c.flushing {
 		c.flushing = true
 		c.sink.flushes.Add(1)
 		go c.flush()
 	}
-	return ok
 }
 
 // WaitRoom implements streams.Paced: it waits until at most half the queue
@@ -122,25 +204,35 @@ func (c *client) flush() {
 	for {
 		c.mu.Lock()
 		q, overflow, closed := c.queue, c.overflow, c.closed
-		c.queue, c.queued = nil, 0
+		c.inflight, c.queue, c.queued = c.queued, nil, 0
 		c.signalRoom()
-		if closed || (!overflow && q == nil) {
+		if closed || overflow || q == nil {
+			c.sink.budget.give(c.inflight)
+			c.inflight = 0
 			recycle(q)
 			c.flushing = false
 			c.mu.Unlock()
+			if overflow && !closed {
+				c.finish(": slow consumer: more than " + strconv.Itoa(c.sink.opts.QueueBytes) +
+					" bytes queued, disconnecting; reconnect resumes with Last-Event-ID\n\n")
+			}
 			return
 		}
-		c.mu.Unlock()
-		if overflow {
-			recycle(q)
-			c.finish(": slow consumer: more than " + strconv.Itoa(c.sink.opts.QueueBytes) +
-				" bytes queued, disconnecting; reconnect resumes with Last-Event-ID\n\n")
-			return
-		}
+		// Under c.mu, so that a cutOff's deadline comes after this one.
 		_ = c.conn.SetWriteDeadline(time.Now().Add(c.sink.opts.WriteTimeout))
+		c.mu.Unlock()
 		bufs := *q // WriteTo consumes its receiver; q keeps the array for reuse
 		_, err := bufs.WriteTo(c.conn)
 		recycle(q)
+		c.mu.Lock()
+		c.sink.budget.give(c.inflight) // 0 if a shed wrote it off already
+		c.inflight = 0
+		aborted := c.aborted
+		c.mu.Unlock()
+		if err != nil && aborted {
+			c.close("slow consumer: all clients together are past the queued-bytes budget")
+			return
+		}
 		if err != nil {
 			c.close("write failed: " + err.Error())
 			return
@@ -175,15 +267,18 @@ func (c *client) beat() {
 
 // close releases everything the client holds. It is safe to call more than
 // once and from any goroutine except under a topic lock.
-func (c *client) close(reason string) {
+func (c *client) close(reason string) { c.release(reason, true) }
+
+// release is close; closeConn false leaves the connection open, for Serve
+// to hand back when nothing was written on it.
+func (c *client) release(reason string, closeConn bool) {
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
 		return
 	}
 	c.closed = true
-	recycle(c.queue)
-	c.queue, c.queued = nil, 0
+	c.dropQueue()
 	c.signalRoom()
 	subs := c.subs
 	c.subs = nil
@@ -195,7 +290,16 @@ func (c *client) close(reason string) {
 		s.Close()
 	}
 	c.sink.hangups.forget(c, hangup)
-	_ = c.conn.Close()
+	if closeConn {
+		_ = c.conn.Close()
+	}
 	c.sink.remove(c)
+	runAll(c.ended)
 	c.sink.opts.Logger.Debug("stream closed", "remote", c.conn.RemoteAddr(), "reason", reason)
+}
+
+func runAll(fs []func()) {
+	for _, f := range fs {
+		f()
+	}
 }

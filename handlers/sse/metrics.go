@@ -1,6 +1,8 @@
 package sse
 
 import (
+	"sync/atomic"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
 )
@@ -9,12 +11,15 @@ import (
 type Metrics struct {
 	Clients       prometheus.Gauge
 	SlowConsumers *prometheus.CounterVec
+	// queued is the bytes of frames queued or being written for all
+	// clients: the sink's budget counter, exported as keyflux_queued_bytes.
+	queued atomic.Int64
 }
 
 // NewMetrics creates the collectors, registered with reg unless it is nil.
 func NewMetrics(reg prometheus.Registerer) *Metrics {
 	f := promauto.With(reg)
-	return &Metrics{
+	m := &Metrics{
 		Clients: f.NewGauge(prometheus.GaugeOpts{
 			Name: "keyflux_clients_connected",
 			Help: "Open SSE streams.",
@@ -24,4 +29,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Clients whose queue overflowed, by what was done: disconnect or reset.",
 		}, []string{"policy"}),
 	}
+	f.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "keyflux_queued_bytes",
+		Help: "Bytes of frames queued or being written for all clients together (bounded by --max-queued-bytes).",
+	}, func() float64 { return float64(m.queued.Load()) })
+	return m
 }

@@ -98,6 +98,9 @@ type peer struct {
 	// recv is the receiver the sink handed to subscribe: the sink's
 	// client, which the hub would Send to. nil if subscribe was not called.
 	recv *client
+	// served is what Serve returned: an error hands the connection back.
+	served error
+	srv    *net.TCPConn // the server end
 }
 
 // loopback is a connected pair of TCP sockets, the client end closed when
@@ -143,7 +146,8 @@ func dial(t *testing.T, k *testSink, policy Policy, subscribe SubscribeFunc, sma
 	if err := p.conn.SetDeadline(time.Now().Add(10 * time.Second)); err != nil {
 		t.Fatal(err)
 	}
-	k.Serve(srv, policy, func(r streams.Receiver) ([]*streams.Subscription, error) {
+	p.srv = srv
+	p.served = k.Serve(srv, policy, func(r streams.Receiver) ([]*streams.Subscription, error) {
 		p.recv = r.(*client)
 		if subscribe == nil {
 			return nil, nil

@@ -3,6 +3,7 @@ package sse
 import (
 	"log/slog"
 	"math"
+	"math/rand/v2"
 	"net"
 	"sync"
 	"syscall"
@@ -23,6 +24,10 @@ type SinkOptions struct {
 	// QueueBytes bounds each client's queue of unsent frames; a client
 	// that falls further behind is disconnected (and resumes on reconnect).
 	QueueBytes int
+	// MaxQueuedBytes bounds the frames queued (or being written) for all
+	// clients together; past it the clients furthest behind get their
+	// slow policy first.
+	MaxQueuedBytes int
 	// AllowOrigin, when set, is sent as Access-Control-Allow-Origin.
 	AllowOrigin string
 	Metrics     *Metrics
@@ -43,6 +48,8 @@ type Sink struct {
 	clients map[*client]struct{}
 	closed  bool
 	flushes sync.WaitGroup
+
+	budget budget
 }
 
 // NewSink returns a sink with defaults for unset options.
@@ -59,6 +66,9 @@ func NewSink(opts SinkOptions) *Sink {
 	if opts.QueueBytes <= 0 {
 		opts.QueueBytes = 1 << 20
 	}
+	if opts.MaxQueuedBytes <= 0 {
+		opts.MaxQueuedBytes = 256 << 20
+	}
 	if opts.Metrics == nil {
 		opts.Metrics = NewMetrics(nil)
 	}
@@ -68,8 +78,11 @@ func NewSink(opts SinkOptions) *Sink {
 	slowReset, _ := streams.EncodeFrame("", "reset", map[string]string{
 		"reason": "slow-consumer", "detail": "events were dropped because the client read too slowly",
 	}, nil)
-	return &Sink{opts: opts, ping: streams.Comment("ping"), slowReset: slowReset, hangups: newHangups(),
+	k := &Sink{opts: opts, ping: streams.Comment("ping"), slowReset: slowReset, hangups: newHangups(),
 		clients: make(map[*client]struct{})}
+	k.budget.total = &opts.Metrics.queued
+	k.budget.max = int64(opts.MaxQueuedBytes)
+	return k
 }
 
 // Clients returns how many streams are open.
@@ -88,6 +101,7 @@ func (k *Sink) Close() {
 	k.Drop("server shutting down")
 	k.flushes.Wait()
 	k.hangups.close()
+	k.budget.close()
 }
 
 // Drop ends every open stream but keeps accepting new ones: to a browser it
@@ -111,18 +125,26 @@ func (k *Sink) Drop(reason string) int {
 type SubscribeFunc func(r streams.Receiver) ([]*streams.Subscription, error)
 
 // Serve takes over a hijacked connection whose request was validated: it
-// writes the response head, joins the client to its streams with
-// subscribe and returns, leaving the connection to the sink.
-func (k *Sink) Serve(conn net.Conn, policy Policy, subscribe SubscribeFunc) {
-	c := &client{sink: k, conn: conn, resetWhenSlow: policy == SlowReset}
+// joins the client to its streams with subscribe, then writes the response
+// head and returns, leaving the connection to the sink. If subscribe fails,
+// nothing has been written: Serve returns its error and the connection is
+// the caller's again, to answer with an error response and close. ended
+// run once the stream has ended, whichever way (refused included).
+func (k *Sink) Serve(conn net.Conn, policy Policy, subscribe SubscribeFunc, ended ...func()) error {
+	c := &client{sink: k, conn: conn, resetWhenSlow: policy == SlowReset, ended: ended}
 	if sc, ok := conn.(syscall.Conn); ok {
 		c.raw, _ = sc.SyscallConn()
 	}
-	_ = conn.SetWriteDeadline(time.Now().Add(k.opts.WriteTimeout))
-	if _, err := conn.Write(k.head()); err != nil {
-		conn.Close()
-		return
-	}
+	// The head is queued first and the flush is held (flushing) until the
+	// client has joined: frames queued meanwhile follow the head, and a
+	// refused stream can still get a real error response instead of a 200.
+	head := k.head()
+	k.budget.force(len(head))
+	c.queue = batches.Get().(*net.Buffers)
+	*c.queue = append(*c.queue, head)
+	c.queued = len(head)
+	c.flushing = true
+	k.flushes.Add(1)
 	// Armed only once c.timer is set: beat and flush reset it, and a
 	// heartbeat shorter than this gap would fire first.
 	c.timer = time.AfterFunc(time.Duration(math.MaxInt64), c.beat)
@@ -130,9 +152,14 @@ func (k *Sink) Serve(conn net.Conn, policy Policy, subscribe SubscribeFunc) {
 	k.mu.Lock()
 	if k.closed {
 		k.mu.Unlock()
+		c.closed = true // nothing else has seen c yet
 		c.timer.Stop()
+		c.dropQueue()
 		conn.Close()
-		return
+		c.flushing = false
+		k.flushes.Done()
+		runAll(ended)
+		return nil
 	}
 	k.clients[c] = struct{}{}
 	k.mu.Unlock()
@@ -149,12 +176,20 @@ func (k *Sink) Serve(conn net.Conn, policy Policy, subscribe SubscribeFunc) {
 	gone := c.closed
 	c.mu.Unlock()
 	if err != nil {
-		c.close("subscribe failed: " + err.Error())
-	} else if gone { // dropped while joining: release what it joined
+		c.release("subscribe failed: "+err.Error(), false)
+		c.flush() // only ends the held flush: c is closed
+		if gone {
+			return nil // dropped meanwhile: the connection is closed already
+		}
+		return err
+	}
+	if gone { // dropped while joining: release what it joined
 		for _, s := range subs {
 			s.Close()
 		}
 	}
+	c.flush() // the head and whatever was queued after it
+	return nil
 }
 
 // head is the HTTP response head and the retry field. The body has no
@@ -168,7 +203,15 @@ func (k *Sink) head() []byte {
 	if k.opts.AllowOrigin != "" {
 		h += "Access-Control-Allow-Origin: " + k.opts.AllowOrigin + "\r\n"
 	}
-	return append([]byte(h+"\r\n"), streams.RetryFrame(k.opts.Retry.Milliseconds()).Bytes...)
+	return append([]byte(h+"\r\n"), streams.RetryFrame(k.retry()).Bytes...)
+}
+
+// retry is a connection's reconnect delay in milliseconds, drawn from
+// [Retry, 2 x Retry): clients cut off together (a restart, a Drop) come
+// back spread out instead of all at once.
+func (k *Sink) retry() int64 {
+	base := max(k.opts.Retry.Milliseconds(), 1)
+	return base + rand.Int64N(base)
 }
 
 func (k *Sink) remove(c *client) {

@@ -1,6 +1,7 @@
 package sse
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -20,10 +21,10 @@ func TestServeWritesResponseHead(t *testing.T) {
 	for _, c := range []struct {
 		name, origin string
 		retry        time.Duration
-		wantRetry    string
+		wantRetry    int // the base: the field is drawn from [base, 2 x base)
 	}{
-		{name: "defaults", wantRetry: "retry: 2000\n\n"},
-		{name: "origin and retry", origin: "https://app.example", retry: 1500 * time.Millisecond, wantRetry: "retry: 1500\n\n"},
+		{name: "defaults", wantRetry: 2000},
+		{name: "origin and retry", origin: "https://app.example", retry: 1500 * time.Millisecond, wantRetry: 1500},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			k := newSink(t, SinkOptions{AllowOrigin: c.origin, Retry: c.retry})
@@ -57,8 +58,8 @@ func TestServeWritesResponseHead(t *testing.T) {
 				t.Errorf("length %d, encoding %v: the stream must run until the connection closes",
 					r.ContentLength, r.TransferEncoding)
 			}
-			if p.retry != c.wantRetry {
-				t.Errorf("first field %q, want %q", p.retry, c.wantRetry)
+			if ms, ok := retryOf(p.retry); !ok || ms < c.wantRetry || ms >= 2*c.wantRetry {
+				t.Errorf("first field %q, want retry in [%d, %d)", p.retry, c.wantRetry, 2*c.wantRetry)
 			}
 			if k.Clients() != 1 || k.connected() != 1 {
 				t.Errorf("clients %d, gauge %v, want 1", k.Clients(), k.connected())
@@ -534,21 +535,33 @@ func TestCloseEndsStreamsAndRefusesNewOnes(t *testing.T) {
 
 // What subscribe returned along with an error is released, and the stream
 // ends.
-func TestSubscribeErrorEndsTheStream(t *testing.T) {
+// A failed subscribe hands the connection back untouched, so the caller
+// can answer with a real error response instead of a 200 and a close.
+func TestSubscribeErrorHandsTheConnectionBack(t *testing.T) {
 	h, spec := newHub(t)
 	k := newSink(t, SinkOptions{})
-	p := open(t, k, SlowDisconnect, func(streams.Receiver) ([]*streams.Subscription, error) {
+	ended := 0
+	cli, srv := loopback(t)
+	err := k.Serve(srv, SlowDisconnect, func(streams.Receiver) ([]*streams.Subscription, error) {
 		s, err := h.Subscribe(spec, testkit.NewRecorder(), "")
 		if err != nil {
 			t.Fatal(err)
 		}
 		return []*streams.Subscription{s}, errors.New("no such stream")
-	}, false)
-	if got := p.rest(); len(got) != 0 {
-		t.Fatalf("failed stream then got %q", got)
+	}, func() { ended++ })
+	if err == nil || err.Error() != "no such stream" {
+		t.Fatalf("Serve returned %v", err)
 	}
-	if n := h.Subscribers(spec.key); n != 1 || k.Clients() != 0 || k.connected() != 0 {
-		t.Fatalf("subscribers %d clients %d gauge %v", n, k.Clients(), k.connected())
+	// The connection is still open and nothing was written on it.
+	if _, err := srv.Write([]byte("answer")); err != nil {
+		t.Fatalf("connection not handed back: %v", err)
+	}
+	srv.Close()
+	if got, _ := io.ReadAll(cli); string(got) != "answer" {
+		t.Fatalf("client got %q, want only the caller's answer", got)
+	}
+	if n := h.Subscribers(spec.key); n != 1 || k.Clients() != 0 || k.connected() != 0 || ended != 1 {
+		t.Fatalf("subscribers %d clients %d gauge %v ended %d", n, k.Clients(), k.connected(), ended)
 	}
 	if !k.closedFor("subscribe failed: no such stream") {
 		t.Fatalf("log %s", k.logs.String())
@@ -557,24 +570,74 @@ func TestSubscribeErrorEndsTheStream(t *testing.T) {
 
 // A client dropped while subscribe runs has its subscriptions released
 // when subscribe returns them; the hub itself would not notice before its
-// next frame.
+// next frame. Nothing was written: the head waits for the subscription.
 func TestDropWhileSubscribingReleasesTheSubscriptions(t *testing.T) {
 	h, spec := newHub(t)
 	k := newSink(t, SinkOptions{})
-	p := open(t, k, SlowDisconnect, func(r streams.Receiver) ([]*streams.Subscription, error) {
+	p := dial(t, k, SlowDisconnect, func(r streams.Receiver) ([]*streams.Subscription, error) {
 		subs, err := join(h, spec)(r)
 		if n := k.Drop("dropped while joining"); n != 1 {
 			t.Errorf("Drop ended %d streams, want 1", n)
 		}
 		return subs, err
 	}, false)
-	if n := h.Subscribers(spec.key); n != 1 || k.Clients() != 0 || k.connected() != 0 {
-		t.Fatalf("subscribers %d clients %d gauge %v", n, k.Clients(), k.connected())
+	if n := h.Subscribers(spec.key); n != 1 || k.Clients() != 0 || k.connected() != 0 || p.served != nil {
+		t.Fatalf("subscribers %d clients %d gauge %v served %v", n, k.Clients(), k.connected(), p.served)
 	}
-	// The "connected" queued before the drop may or may not have gone out.
-	if got := string(p.rest()); got != "" && testkit.Field([]byte(got), "event") != "connected" {
+	p.body = bufio.NewReader(p.conn)
+	if got := p.rest(); len(got) != 0 {
 		t.Fatalf("dropped stream got %q", got)
 	}
+}
+
+// Frames queued while the client joins (its "connected" among them) come
+// after the response head, never before it.
+func TestFramesQueuedWhileJoiningFollowTheHead(t *testing.T) {
+	k := newSink(t, SinkOptions{})
+	p := open(t, k, SlowDisconnect, func(r streams.Receiver) ([]*streams.Subscription, error) {
+		for i := range 3 {
+			if !r.Send(event(t, strconv.Itoa(i), "tick", nil)) {
+				t.Fatal("refused while joining")
+			}
+		}
+		return nil, nil
+	}, false)
+	for i := range 3 {
+		if got := testkit.Field([]byte(p.block()), "id"); got != strconv.Itoa(i) {
+			t.Fatalf("frame %d has id %q", i, got)
+		}
+	}
+}
+
+// Each connection draws its retry from [base, 2 x base), so that clients
+// cut off together do not all come back at the same moment.
+func TestRetryIsSpreadPerConnection(t *testing.T) {
+	const base = 1000
+	k := newSink(t, SinkOptions{Retry: base * time.Millisecond})
+	seen := map[int]bool{}
+	for range 40 {
+		p := open(t, k, SlowDisconnect, nil, false)
+		ms, ok := retryOf(p.retry)
+		if !ok || ms < base || ms >= 2*base {
+			t.Fatalf("retry field %q, want a value in [%d, %d)", p.retry, base, 2*base)
+		}
+		seen[ms] = true
+	}
+	// 40 draws from 1,000 values: fewer than 30 distinct ones is a
+	// one-in-a-trillion chance, or no jitter at all.
+	if len(seen) < 30 {
+		t.Fatalf("%d distinct retry values in 40 connections: %v", len(seen), seen)
+	}
+}
+
+// retryOf reads the milliseconds of a "retry: N" block.
+func retryOf(block string) (int, bool) {
+	v, ok := strings.CutPrefix(block, "retry: ")
+	if !ok || !strings.HasSuffix(v, "\n\n") {
+		return 0, false
+	}
+	n, err := strconv.Atoi(strings.TrimSuffix(v, "\n\n"))
+	return n, err == nil
 }
 
 // WaitRoom paces a replay: it returns at once while at most half the queue
