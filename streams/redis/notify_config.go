@@ -4,14 +4,20 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
 	"github.com/redis/rueidis"
+
+	"github.com/keyflux/keyflux/streams"
 )
 
 // NotifyMode says whether Keyflux may change notify-keyspace-events, like
@@ -37,12 +43,80 @@ func ParseNotifyMode(s string) (NotifyMode, error) {
 	return "", fmt.Errorf("keyspace config mode %q: want auto or none", s)
 }
 
-// NotifyConfig keeps Redis's keyspace notification flags as Keyflux needs them.
+// NotifyConfig keeps Redis's keyspace notification flags as Keyflux needs
+// them. Anyone may switch them off with CONFIG SET, and Redis tells no
+// subscriber: so while keyspace streams are live it checks them every
+// Interval. In auto mode it restores them; in none mode it probes whether
+// notifications still arrive, and Problem says why not for /readyz and for
+// the "connected" event. Either way, a keyspace stream that may have missed
+// events gets a reset (streams.ResetNotifyConfig).
 type NotifyConfig struct {
 	Client rueidis.Client
 	Mode   NotifyMode
 	Logger *slog.Logger
+	// Interval is how often the flags are checked while keyspace streams
+	// are live, and how old a check Ready trusts (5 s when 0).
+	Interval time.Duration
+	// DB is where mode none writes its probe key.
+	DB      int
+	Metrics *NotifyMetrics // may be nil
+
+	check    sync.Mutex // one CONFIG round or probe at a time
+	verified bool       // the flags were seen in place once (guarded by check)
+
+	mu      sync.Mutex
+	live    map[*pump]struct{} // keyspace streams, reset when events were missed
+	stop    context.CancelFunc // ends the periodic check; nil while no stream is live
+	checked time.Time          // when the flags were last found on or off
+	problem string             // why keyspace events do not arrive; "" when they do
 }
+
+// NotifyMetrics count what NotifyConfig finds.
+type NotifyMetrics struct {
+	Missing  prometheus.Gauge
+	Restored prometheus.Counter
+}
+
+// NewNotifyMetrics creates the collectors, registered with reg unless it is nil.
+func NewNotifyMetrics(reg prometheus.Registerer) *NotifyMetrics {
+	f := promauto.With(reg)
+	return &NotifyMetrics{
+		Missing: f.NewGauge(prometheus.GaugeOpts{
+			Name: "keyflux_keyspace_notifications_missing",
+			Help: "1 while the last check found keyspace notifications off (mode none, or auto mode unable to restore them).",
+		}),
+		Restored: f.NewCounter(prometheus.CounterOpts{
+			Name: "keyflux_keyspace_config_restored_total",
+			Help: "Times auto mode found notify-keyspace-events changed by someone else and restored it.",
+		}),
+	}
+}
+
+var unregisteredNotify = NewNotifyMetrics(nil)
+
+func (n *NotifyConfig) metrics() *NotifyMetrics {
+	if n.Metrics == nil {
+		return unregisteredNotify
+	}
+	return n.Metrics
+}
+
+func (n *NotifyConfig) interval() time.Duration {
+	if n.Interval <= 0 {
+		return 5 * time.Second
+	}
+	return n.Interval
+}
+
+// probeWait bounds how long mode none waits for its probe key's event.
+const probeWait = time.Second
+
+// probePrefix starts the probe keys, which keyspace streams leave out.
+const probePrefix = "keyflux:probe:"
+
+// disabledNone is the problem mode none reports when its probe gets no event.
+const disabledNone = "keyspace notifications look disabled (keyspace config mode none): " +
+	"set notify-keyspace-events to include K and A (for example KA) in your Redis settings"
 
 // allClasses are the event classes the flag "A" stands for (Redis 7 adds
 // "d"; older servers accept "A" too).
@@ -73,10 +147,14 @@ func containsAll(s, chars string) bool {
 }
 
 // Ensure adds the missing flags in auto mode; in none mode it does nothing.
+// Flags found missing after they were once in place were switched off by
+// someone else: keyspace streams missed events and are reset.
 func (n *NotifyConfig) Ensure(ctx context.Context) error {
 	if n.Mode != NotifyAuto {
 		return nil
 	}
+	n.check.Lock()
+	defer n.check.Unlock()
 	cfg, err := n.Client.Do(ctx, n.Client.B().ConfigGet().Parameter("notify-keyspace-events").Build()).AsStrMap()
 	if err != nil {
 		return fmt.Errorf("reading notify-keyspace-events (use keyspace config mode none where CONFIG is forbidden): %w", err)
@@ -84,33 +162,163 @@ func (n *NotifyConfig) Ensure(ctx context.Context) error {
 	have := cfg["notify-keyspace-events"]
 	add := Needed(have)
 	if add == "" {
+		n.verified = true
+		n.report("")
 		return nil
 	}
 	err = n.Client.Do(ctx, n.Client.B().ConfigSet().ParameterValue().
 		ParameterValue("notify-keyspace-events", have+add).Build()).Error()
 	if err != nil {
+		n.report("notify-keyspace-events is " + strconv.Quote(have) + ", without " + add + ", and could not be restored: " + err.Error())
 		return fmt.Errorf("setting notify-keyspace-events: %w", err)
 	}
-	n.logger().Info("keyspace notifications enabled", "notify-keyspace-events", have+add, "was", have)
+	if !n.verified {
+		n.verified = true
+		n.logger().Info("keyspace notifications enabled", "notify-keyspace-events", have+add, "was", have)
+		n.report("")
+		return nil
+	}
+	n.metrics().Restored.Inc()
+	reset := n.resetLive("notify-keyspace-events was " + strconv.Quote(have) + "; Keyflux restored " + strconv.Quote(have+add))
+	n.logger().Warn("notify-keyspace-events lost flags Keyflux needs (a CONFIG SET by someone, or a Redis restart); restored them",
+		"notify-keyspace-events", have+add, "was", have, "streams_reset", reset)
+	n.report("")
 	return nil
 }
 
 // Check runs at start-up: in auto mode it applies the flags, in none mode
 // it probes whether notifications arrive and warns when they do not (a
 // managed Redis is configured elsewhere, so that is not fatal).
-func (n *NotifyConfig) Check(ctx context.Context, db int) error {
+func (n *NotifyConfig) Check(ctx context.Context) error {
 	if n.Mode == NotifyAuto {
 		return n.Ensure(ctx)
 	}
-	ok, err := n.Probe(ctx, db, time.Second)
+	n.probe(ctx)
+	return nil
+}
+
+// probe is mode none's check: notifications are on when the probe key's
+// event arrives.
+func (n *NotifyConfig) probe(ctx context.Context) {
+	n.check.Lock()
+	defer n.check.Unlock()
+	ok, err := n.Probe(ctx, n.DB, probeWait)
 	switch {
 	case err != nil:
-		n.logger().Warn("keyspace config mode none: could not verify that keyspace notifications are on", "err", err)
+		if ctx.Err() == nil {
+			n.logger().Warn("keyspace config mode none: could not verify that keyspace notifications are on", "err", err)
+		}
 	case !ok:
-		n.logger().Warn("keyspace config mode none: keyspace notifications look disabled; " +
-			"set notify-keyspace-events to include K and A (for example KA) in your Redis settings")
+		n.report(disabledNone)
+	default:
+		n.report("")
+	}
+}
+
+// recheck checks the flags now, as the mode says.
+func (n *NotifyConfig) recheck(ctx context.Context) {
+	if n.Mode != NotifyAuto {
+		n.probe(ctx)
+		return
+	}
+	if err := n.Ensure(ctx); err != nil && ctx.Err() == nil {
+		n.logger().Warn("checking keyspace notification flags failed", "err", err)
+	}
+}
+
+// report records what a check found and says so once when it changes.
+// Notifications back on after a problem mean events were missed: keyspace
+// streams are reset. Called with n.check held.
+func (n *NotifyConfig) report(problem string) {
+	n.mu.Lock()
+	was := n.problem
+	n.problem, n.checked = problem, time.Now()
+	n.mu.Unlock()
+	if problem != "" {
+		n.metrics().Missing.Set(1)
+	} else {
+		n.metrics().Missing.Set(0)
+	}
+	switch {
+	case problem == was:
+	case problem != "":
+		n.logger().Warn(problem)
+	default:
+		reset := n.resetLive("keyspace notifications were off")
+		n.logger().Info("keyspace notifications are on again", "streams_reset", reset)
+	}
+}
+
+// Problem says why keyspace events are not arriving, "" when nothing is known
+// to be wrong.
+func (n *NotifyConfig) Problem() string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.problem
+}
+
+// Ready returns the problem as an error, checking first when the last check
+// is older than Interval (no keyspace stream is live to keep it fresh).
+func (n *NotifyConfig) Ready(ctx context.Context) error {
+	n.mu.Lock()
+	stale := time.Since(n.checked) >= n.interval()
+	n.mu.Unlock()
+	if stale {
+		n.recheck(ctx)
+	}
+	if p := n.Problem(); p != "" {
+		return errors.New(p)
 	}
 	return nil
+}
+
+// track makes p, a keyspace stream's pump, one to reset when events were
+// missed; the first one starts the periodic check, and the returned untrack
+// of the last one stops it: nothing runs while no keyspace stream is live.
+func (n *NotifyConfig) track(p *pump) (untrack func()) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.live == nil {
+		n.live = make(map[*pump]struct{})
+	}
+	n.live[p] = struct{}{}
+	if n.stop == nil {
+		ctx, cancel := context.WithCancel(context.Background())
+		n.stop = cancel
+		go n.watch(ctx)
+	}
+	return func() {
+		n.mu.Lock()
+		defer n.mu.Unlock()
+		delete(n.live, p)
+		if len(n.live) == 0 && n.stop != nil {
+			n.stop()
+			n.stop = nil
+		}
+	}
+}
+
+func (n *NotifyConfig) watch(ctx context.Context) {
+	tick := time.NewTicker(n.interval())
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+			n.recheck(ctx)
+		}
+	}
+}
+
+// resetLive owes every live keyspace stream a reset; it returns how many.
+func (n *NotifyConfig) resetLive(detail string) int {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for p := range n.live {
+		p.owe(streams.Event{Kind: streams.Gap, Code: streams.ResetNotifyConfig, Reason: detail})
+	}
+	return len(n.live)
 }
 
 // Probe checks, without CONFIG, that keyspace notifications reach Keyflux:
@@ -118,7 +326,8 @@ func (n *NotifyConfig) Check(ctx context.Context, db int) error {
 func (n *NotifyConfig) Probe(ctx context.Context, db int, wait time.Duration) (bool, error) {
 	var nonce [8]byte
 	_, _ = rand.Read(nonce[:])
-	key := "keyflux:probe:" + hex.EncodeToString(nonce[:])
+	key := probePrefix + hex.EncodeToString(nonce[:])
+	channel := "__keyspace@" + strconv.Itoa(db) + "__:" + key
 	ctx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
 	var seen atomic.Bool
@@ -132,7 +341,12 @@ func (n *NotifyConfig) Probe(ctx context.Context, db int, wait time.Duration) (b
 			errc <- c.Do(ctx, c.B().Set().Key(key).Value("1").Px(wait).Build()).Error()
 		}()
 	})
-	channel := "__keyspace@" + strconv.Itoa(db) + "__:" + key
+	// Receive does not unsubscribe when it returns: do it on the same
+	// connection, or every probe would leave a subscription behind.
+	hooked = rueidis.WithOnReceiveReturnHook(hooked, func(err error, c rueidis.CommandClient) error {
+		_ = c.Do(context.Background(), c.B().Unsubscribe().Channel(channel).Build()).Error()
+		return err
+	})
 	err := n.Client.Receive(hooked, n.Client.B().Subscribe().Channel(channel).Build(), func(m rueidis.PubSubMessage) {
 		seen.Store(true)
 		cancel()

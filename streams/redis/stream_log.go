@@ -177,12 +177,12 @@ func (s *streamLogSpec) Replay(ctx context.Context, lastID, head string, emit fu
 		}
 		switch {
 		case !valid || info.lastGenerated.Compare(id) < 0: // not an id of this stream
-			if !emit(streams.Event{Kind: streams.Ready, ID: head}) || !emit(streams.Event{Kind: streams.Gap, Reason: streams.ResetUnknownID}) {
+			if !emit(streams.Event{Kind: streams.Ready, ID: head}) || !emit(streams.Event{Kind: streams.Gap, Code: streams.ResetUnknownID}) {
 				return "", nil
 			}
 			return head, nil
 		case info.lost(id):
-			if !emit(streams.Event{Kind: streams.Ready}) || !emit(streams.Event{Kind: streams.Gap, Reason: streams.ResetExpiredID, ID: info.first}) {
+			if !emit(streams.Event{Kind: streams.Ready}) || !emit(streams.Event{Kind: streams.Gap, Code: streams.ResetExpiredID, ID: info.first}) {
 				return "", nil
 			}
 		default:
