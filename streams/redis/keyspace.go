@@ -52,8 +52,14 @@ func (s *keyspaceSpec) Describe() map[string]any {
 	if events == nil {
 		events = []string{}
 	}
-	return map[string]any{"stream": "keyspace", "db": s.q.DB, "pattern": s.q.Pattern, "events": events,
+	d := map[string]any{"stream": "keyspace", "db": s.q.DB, "pattern": s.q.Pattern, "events": events,
 		"values": s.q.Values}
+	if s.k.Notify != nil {
+		if p := s.k.Notify.Problem(); p != "" {
+			d["warning"] = p // the stream is open, but Redis may send it nothing
+		}
+	}
+	return d
 }
 
 func (s *keyspaceSpec) prefix() string {
@@ -61,20 +67,27 @@ func (s *keyspaceSpec) prefix() string {
 }
 
 // Open subscribes with PSUBSCRIBE __keyspace@<db>__:<pattern>, letting Redis
-// match the glob, and filters event names once for every subscriber.
+// match the glob (past Upstreams.MaxPatterns, the database's root pattern
+// and a local match), and filters event names once for every subscriber.
 func (s *keyspaceSpec) Open(ctx context.Context) rxgo.Observable {
 	p := newPump(s.k.Buffer, orUnregistered(s.k.Metrics).Dropped)
 	prefix := s.prefix()
 	db := s.q.DB
-	target := Target{Name: prefix + s.q.Pattern, Pattern: true}
+	// Past the pattern budget, the database's streams share its root.
+	target := Target{Name: prefix + s.q.Pattern, Pattern: true, Cover: prefix + "*"}
+	untrack := func() {}
 	if s.k.Notify != nil {
 		// Flags first, so that "connected" and "reset" promise events
 		// Redis will really send (a restarted Redis forgets them).
 		target.Resync = s.k.Notify.Ensure
+		untrack = s.k.Notify.track(p) // reset when the flags were off
 	}
 	leave := s.k.Upstreams.Join(target, &Listener{
 		OnMessage: func(m rueidis.PubSubMessage) {
 			key, _ := strings.CutPrefix(m.Channel, prefix)
+			if strings.HasPrefix(key, probePrefix) {
+				return // Keyflux's own check that notifications arrive
+			}
 			p.offer(streams.Event{Name: m.Message, Key: key, Data: streams.KeyspaceEvent{
 				Key: key, Event: m.Message, DB: db, TS: time.Now().UnixMilli(),
 			}})
@@ -83,6 +96,7 @@ func (s *keyspaceSpec) Open(ctx context.Context) rxgo.Observable {
 	})
 	go func() {
 		<-ctx.Done()
+		untrack()
 		leave()
 		p.close()
 	}()
