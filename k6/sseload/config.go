@@ -14,15 +14,32 @@ import (
 )
 
 const (
-	modeIdle   = "idle"
-	modeFanout = "fanout"
+	modeIdle          = "idle"
+	modeFanout        = "fanout"
+	modeAmplification = "amplification"
+	modeStalledCrowd  = "stalled-crowd"
 
 	// maxClients stays under the 20,000 open files a process may have
 	// here, leaving room for the Redis connection, /metrics and stdio.
 	maxClients = 19_000
 	// maxEvents bounds a fanout run; at the default rate it is 1000 s.
 	maxEvents = 1_000_000
+	// maxOpens bounds an amplification run.
+	maxOpens = 1_000_000
+	// maxEventSize keeps a crowd event well under go-sse's 64 KiB limit.
+	maxEventSize = 16 << 10
 )
+
+// patternCounter is replaced by each open's number in an amplification
+// run's -url, so that every stream asks for a topic of its own. url.Parse
+// keeps it as is in the query and escapes it in the path.
+const patternCounter = "{n}"
+
+// modeURL is each mode's -url when none is given.
+var modeURL = map[string]string{
+	modeAmplification: "http://127.0.0.1:8080/streams/keyspace?pattern=amp:{n}:*",
+	modeStalledCrowd:  "http://127.0.0.1:8080/streams/channels/crowd",
+}
 
 // config is one run, as the flags describe it.
 type config struct {
@@ -46,7 +63,22 @@ type config struct {
 	Stalled int // extra streams that stop reading after "connected"
 	KeySize int // bytes per key written, 0 = unpadded
 
+	// amplification
+	Opens         int           // streams opened and closed, one after another
+	Parallel      int           // of them open at once
+	BenchRequests int           // SETs redis-benchmark sends per measurement
+	BenchTool     string        // redis-benchmark, or "" to skip the measurement
+	BenchTime     time.Duration // longest one measurement may run
+
+	// stalled-crowd (and -stalled, -redis, -eps)
+	Size     int           // bytes per event written
+	Duration time.Duration // how long the writer runs
+	After    time.Duration // how long RSS is followed after the crowd is gone
+	Sample   time.Duration // how often RSS is read
+	MaxRSS   int           // MiB; > 0 makes the run fail above it
+
 	target target
+	writer crowdWriter // stalled-crowd: what to write, from -url
 }
 
 // target is where the streams go, taken apart once from -url.
@@ -71,14 +103,20 @@ func (t target) keyPrefix() (prefix string, ok bool) {
 }
 
 const usageText = `sseload: Keyflux's load tool. It opens many SSE streams to a Keyflux on
-loopback and measures the server's memory per idle stream (-mode idle) or the
-write-to-delivery latency of keyspace events (-mode fanout). It stops by
-itself: a fixed number of streams and events, within -timeout.
+loopback and measures the server's memory per idle stream (-mode idle), the
+write-to-delivery latency of keyspace events (-mode fanout), or what two
+hostile crowds cost the server and its Redis (-mode amplification,
+-mode stalled-crowd). It stops by itself: a fixed number of streams and
+events, within -timeout.
 
 Usage:
   sseload -mode idle   [-clients N] [-rate R] [-pid PID] [-hold D] [-settle D] [-url URL]
   sseload -mode fanout -redis HOST:PORT [-clients N] [-events E] [-eps R] [-url URL]
                        [-stalled S] [-keysize B]
+  sseload -mode amplification -redis HOST:PORT [-opens N] [-parallel C] [-url URL-with-{n}]
+                       [-bench-requests N] [-bench-time D] [-redis-benchmark PATH]
+  sseload -mode stalled-crowd -redis HOST:PORT [-stalled N] [-eps R] [-size S]
+                       [-duration D] [-after D] [-sample D] [-max-rss MiB] [-url URL]
 
 Modes:
   idle    Read the server's VmRSS from /proc/PID/status (needs -pid), open
@@ -102,10 +140,30 @@ Modes:
           stalled streams' frames must outgrow the socket buffers (a few MB
           on loopback) plus the server's --queue-bytes within the run: make
           the frames bigger with -keysize (e.g. 200) if they do not.
+  amplification
+          Open a stream with a topic of its own ({n} in -url is the open's
+          number: pattern=amp:{n}:*), wait for "connected", close it; -opens
+          times, -parallel at once. Print how many connected and how many
+          were refused (by status), then, before and after: Redis's PUBSUB
+          NUMPAT, the server's keyflux_streams_active, upstream
+          subscriptions, goroutines and RSS. Then Redis SET throughput with
+          redis-benchmark (-t set -n -bench-requests -c 50, each stopped
+          after -bench-time): a private redis-server no Keyflux uses, and
+          the server's Redis before and after the opens.
+  stalled-crowd
+          Open -stalled streams (default 2000) that read up to "connected"
+          and never again, write -eps events a second of -size bytes to
+          their stream for -duration (PUBLISH for /streams/channels/<ch>,
+          SET of padded keys for /streams/keyspace?pattern=<prefix>*),
+          close the crowd, and follow the server's RSS from /metrics every
+          -sample until -after later: start, peak, end, and whether it came
+          back within 50 MiB of the start. -max-rss makes that a verdict.
 
 Exit status: 0 the measurement completed cleanly; 1 it ran but a stream
 failed to connect or dropped, events were lost, a stalled stream was not
 cut off, a reading failed, or it was interrupted or timed out; 2 bad flags.
+A stream the server refuses (429, 503, ...) is a result in the attack
+modes, not a failure; the server not answering /metrics is one.
 
 Flags:
 `
@@ -118,6 +176,9 @@ Examples (server started with 'ulimit -n 20000; keyflux --listen 127.0.0.1:18080
     -url 'http://127.0.0.1:18080/streams/keyspace?pattern=load:*&events=set'
   sseload -mode fanout -clients 100 -events 20000 -eps 1000 -stalled 1 -keysize 200 \
     -redis 127.0.0.1:6379 -url 'http://127.0.0.1:18080/streams/keyspace?pattern=load:*&events=set'
+  sseload -mode amplification -redis 127.0.0.1:6379 \
+    -url 'http://127.0.0.1:18080/streams/keyspace?pattern=amp:{n}:*'
+  sseload -mode stalled-crowd -redis 127.0.0.1:6379 -url 'http://127.0.0.1:18080/streams/channels/crowd'
 `
 
 // parseConfig reads and checks the flags. It returns flag.ErrHelp for -h.
@@ -130,8 +191,9 @@ func parseConfig(args []string, stderr io.Writer) (config, error) {
 		fs.PrintDefaults()
 		fmt.Fprint(stderr, usageExamples)
 	}
-	fs.StringVar(&c.Mode, "mode", modeIdle, "idle or fanout")
-	fs.StringVar(&c.URL, "url", "http://127.0.0.1:8080/streams/keyspace?pattern=load:*", "stream URL (http, loopback host)")
+	fs.StringVar(&c.Mode, "mode", modeIdle, "idle, fanout, amplification or stalled-crowd")
+	fs.StringVar(&c.URL, "url", "http://127.0.0.1:8080/streams/keyspace?pattern=load:*", "stream URL (http, loopback host); amplification: "+
+		modeURL[modeAmplification]+"; stalled-crowd: "+modeURL[modeStalledCrowd])
 	fs.IntVar(&c.Clients, "clients", 1000, "concurrent streams to open (at most "+strconv.Itoa(maxClients)+")")
 	fs.Float64Var(&c.Rate, "rate", 500, "streams opened per second while ramping up")
 	fs.DurationVar(&c.ConnectTimeout, "connect-timeout", 10*time.Second, "time allowed for one stream to connect and receive its \"connected\" event")
@@ -143,13 +205,31 @@ func parseConfig(args []string, stderr io.Writer) (config, error) {
 	fs.IntVar(&c.Events, "events", 10_000, "fanout: keys to SET (at most "+strconv.Itoa(maxEvents)+")")
 	fs.Float64Var(&c.EPS, "eps", 1000, "fanout: SETs per second")
 	fs.DurationVar(&c.Drain, "drain", 5*time.Second, "fanout: after the last SET, how long to wait without progress for deliveries")
-	fs.IntVar(&c.Stalled, "stalled", 0, "fanout: extra streams, opened first, that stop reading after \"connected\"; the server must cut each off")
+	fs.IntVar(&c.Stalled, "stalled", 0, "fanout: extra streams, opened first, that stop reading after \"connected\"; the server must cut each off; stalled-crowd: the crowd (default 2000)")
 	fs.IntVar(&c.KeySize, "keysize", 0, "fanout: pad every key to this many bytes (seq zero-padded; at most "+strconv.Itoa(maxKeySize)+"), for bigger frames; 0 = no padding")
+	fs.IntVar(&c.Opens, "opens", 20_000, "amplification: streams to open, each with its own topic ({n} in -url), wait for \"connected\" and close")
+	fs.IntVar(&c.Parallel, "parallel", 2, "amplification: streams open at once")
+	fs.IntVar(&c.BenchRequests, "bench-requests", 200_000, "amplification: SETs per redis-benchmark measurement")
+	fs.StringVar(&c.BenchTool, "redis-benchmark", "redis-benchmark", "amplification: redis-benchmark to measure SET throughput with; empty skips it")
+	fs.DurationVar(&c.BenchTime, "bench-time", time.Minute, "amplification: longest one measurement may run; a slower one is stopped and its last progress line reported")
+	fs.IntVar(&c.Size, "size", 200, "stalled-crowd: bytes per event (the PUBLISH payload, or the key for a keyspace -url)")
+	fs.DurationVar(&c.Duration, "duration", 20*time.Second, "stalled-crowd: how long to write -eps events a second before the crowd leaves")
+	fs.DurationVar(&c.After, "after", 30*time.Second, "stalled-crowd: how long to follow the server's RSS after the crowd is gone")
+	fs.DurationVar(&c.Sample, "sample", time.Second, "stalled-crowd: how often to read the server's RSS from /metrics")
+	fs.IntVar(&c.MaxRSS, "max-rss", 0, "stalled-crowd: MiB; if set, the run fails when the server's RSS peaks above it or is not back within 50 MiB of the start at the end")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
 	if fs.NArg() > 0 {
 		return c, fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	if u, ok := modeURL[c.Mode]; ok && !given["url"] {
+		c.URL = u
+	}
+	if c.Mode == modeStalledCrowd && !given["stalled"] {
+		c.Stalled = 2000
 	}
 	return c, c.check()
 }
@@ -157,8 +237,8 @@ func parseConfig(args []string, stderr io.Writer) (config, error) {
 // check validates the flags and resolves the target.
 func (c *config) check() error {
 	switch {
-	case c.Mode != modeIdle && c.Mode != modeFanout:
-		return fmt.Errorf("-mode %q: want %s or %s", c.Mode, modeIdle, modeFanout)
+	case c.Mode != modeIdle && c.Mode != modeFanout && c.Mode != modeAmplification && c.Mode != modeStalledCrowd:
+		return fmt.Errorf("-mode %q: want %s, %s, %s or %s", c.Mode, modeIdle, modeFanout, modeAmplification, modeStalledCrowd)
 	case c.Clients < 1 || c.Clients > maxClients:
 		return fmt.Errorf("-clients %d: want 1 to %d", c.Clients, maxClients)
 	case !(c.Rate > 0):
@@ -171,6 +251,12 @@ func (c *config) check() error {
 		return err
 	}
 	c.target = t
+	switch c.Mode {
+	case modeAmplification:
+		return c.checkAmplification()
+	case modeStalledCrowd:
+		return c.checkStalledCrowd()
+	}
 	if c.Mode == modeIdle {
 		if c.Hold < 0 || c.Settle < 0 {
 			return errors.New("-hold and -settle must not be negative")
@@ -205,8 +291,60 @@ func (c *config) check() error {
 	return nil
 }
 
+// checkAmplification validates the flags of -mode amplification.
+func (c *config) checkAmplification() error {
+	switch {
+	case c.Redis == "":
+		return errors.New("-mode amplification needs -redis host:port (the Redis the server uses; its log names it)")
+	case !strings.Contains(c.target.requestURI, patternCounter) && !strings.Contains(c.target.requestURI, escapedCounter):
+		return fmt.Errorf("-mode amplification: -url must hold %s, which each open replaces by its number (pattern=amp:%s:*)", patternCounter, patternCounter)
+	case c.Opens < 1 || c.Opens > maxOpens:
+		return fmt.Errorf("-opens %d: want 1 to %d", c.Opens, maxOpens)
+	case c.Parallel < 1 || c.Parallel > maxClients:
+		return fmt.Errorf("-parallel %d: want 1 to %d", c.Parallel, maxClients)
+	case c.BenchRequests < 1 || c.BenchTime <= 0:
+		return errors.New("-bench-requests and -bench-time must be positive")
+	}
+	return checkLoopback("-redis", c.Redis)
+}
+
+// checkStalledCrowd validates the flags of -mode stalled-crowd.
+func (c *config) checkStalledCrowd() error {
+	switch {
+	case c.Redis == "":
+		return errors.New("-mode stalled-crowd needs -redis host:port (the Redis the server uses; its log names it)")
+	case c.Stalled < 1 || c.Stalled > maxClients:
+		return fmt.Errorf("-stalled %d: want 1 to %d", c.Stalled, maxClients)
+	case !(c.EPS > 0):
+		return errors.New("-eps must be positive")
+	case c.Size < 1 || c.Size > maxEventSize:
+		return fmt.Errorf("-size %d: want 1 to %d", c.Size, maxEventSize)
+	case c.Duration <= 0 || c.After < 0 || c.Sample <= 0:
+		return errors.New("-duration and -sample must be positive, -after not negative")
+	case c.MaxRSS < 0:
+		return errors.New("-max-rss must not be negative")
+	}
+	if err := checkLoopback("-redis", c.Redis); err != nil {
+		return err
+	}
+	w, err := newCrowdWriter(c.target, c.Size)
+	if err != nil {
+		return err
+	}
+	c.writer = w
+	return nil
+}
+
 // streams is how many sockets the run holds open to the server.
-func (c *config) streams() int { return c.Clients + c.Stalled }
+func (c *config) streams() int {
+	switch c.Mode {
+	case modeAmplification:
+		return c.Parallel
+	case modeStalledCrowd:
+		return c.Stalled
+	}
+	return c.Clients + c.Stalled
+}
 
 // parseTarget takes -url apart. Only plain HTTP to a loopback address is
 // accepted: this tool must never be pointed at someone else's server.

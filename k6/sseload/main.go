@@ -1,6 +1,6 @@
 // Command sseload is Keyflux's own load tool. It opens many Server-Sent
 // Event streams against a running Keyflux, on loopback only, and measures
-// one of two things:
+// one of four things:
 //
 //   - idle: what an open but silent stream costs the server, as resident
 //     memory per stream (from /proc/<pid>/status) while every stream is
@@ -8,7 +8,13 @@
 //   - fanout: how long one Redis write takes to reach every client, by
 //     writing keys itself at a fixed rate and timing each delivery, and,
 //     with -stalled, whether clients that stop reading slow the others
-//     down and are cut off by the server.
+//     down and are cut off by the server;
+//   - amplification: what clients that each open a stream with a topic of
+//     their own and leave at once leave behind (Redis pattern
+//     subscriptions, topics, goroutines, RSS) and what that does to
+//     Redis's SET throughput, against a Redis no Keyflux uses;
+//   - stalled-crowd: the server's RSS over time while thousands of clients
+//     that never read sit on a busy stream, and after they leave.
 //
 // It exists beside the k6 script (keyspace-stream.js) because k6 spends a
 // VU, and its memory, per stream and has no view of the Redis writes, so it
@@ -75,6 +81,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = runIdle(ctx, cfg, stdout, stderr)
 	case modeFanout:
 		err = runFanout(ctx, cfg, stdout, stderr)
+	case modeAmplification:
+		err = runAmplification(ctx, cfg, stdout, stderr)
+	case modeStalledCrowd:
+		err = runStalledCrowd(ctx, cfg, stdout, stderr)
 	}
 	switch {
 	case err == nil:

@@ -55,11 +55,14 @@ const (
 	metricFramesOut  = "keyflux_frames_out_total"
 	metricSlow       = "keyflux_slow_consumers_total"
 	metricDropped    = "keyflux_upstream_dropped_total"
+	metricTopics     = "keyflux_streams_active"
+	metricUpstream   = "keyflux_upstream_subscriptions"
+	metricRSS        = "process_resident_memory_bytes"
 )
 
 var wantedMetrics = []string{
 	metricClients, metricGoroutines, metricHeapInuse, metricCPU,
-	metricFramesOut, metricSlow, metricDropped,
+	metricFramesOut, metricSlow, metricDropped, metricTopics, metricUpstream, metricRSS,
 }
 
 // scrapeMetrics reads the wanted samples from the Prometheus text at url.

@@ -86,6 +86,24 @@ func handshake(ctx context.Context, t target) (conn net.Conn, body io.Reader, er
 	return conn, resp.Body, nil
 }
 
+// statusError is a response head that is not a 200 event stream: a
+// refusal (429, 503, ...) or a server that is not Keyflux.
+type statusError struct {
+	code int
+	msg  string
+}
+
+func (e *statusError) Error() string { return e.msg }
+
+// refusedStatus is the status of a stream the server answered with
+// something other than a 200 event stream, or 0 for any other failure.
+func refusedStatus(err error) int {
+	if se, ok := errors.AsType[*statusError](err); ok {
+		return se.code
+	}
+	return 0
+}
+
 // checkHead accepts only a 200 event stream, and says what came instead.
 func checkHead(resp *http.Response) error {
 	ct := resp.Header.Get("Content-Type")
@@ -93,7 +111,10 @@ func checkHead(resp *http.Response) error {
 		return nil
 	}
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
-	return fmt.Errorf("want 200 text/event-stream, got %s %q: %s", resp.Status, ct, strings.TrimSpace(string(body)))
+	return &statusError{
+		code: resp.StatusCode,
+		msg:  fmt.Sprintf("want 200 text/event-stream, got %s %q: %s", resp.Status, ct, strings.TrimSpace(string(body))),
+	}
 }
 
 // read parses the stream with go-sse's parser until the connection ends.
