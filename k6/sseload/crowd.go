@@ -239,7 +239,7 @@ func reportCrowd(ctx context.Context, cfg config, out io.Writer, samples []rssSa
 	fmt.Fprintln(out, "server RSS over time (process_resident_memory_bytes from /metrics):")
 	peak := first
 	unreachable := 0
-	var back time.Duration = -1 // first time after the crowd left that RSS was within crowdReturn of the start
+	var back time.Duration = -1              // first time after the crowd left that RSS was within crowdReturn of the start
 	var held, emptied time.Duration = -1, -1 // first readings with the crowd connected, and then with none of it
 	for _, s := range samples {
 		fmt.Fprintln(out, " ", s)
