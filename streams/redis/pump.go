@@ -26,6 +26,11 @@ const (
 	gapSettle = 50 * time.Millisecond
 	// drainPoll is how often a due reset looks for room in a full queue.
 	drainPoll = 10 * time.Millisecond
+	// handSlots is the channel the pipeline reads; past it, items wait in
+	// a slice that grows only under a backlog and is let go once drained.
+	// A channel's buffer is allocated in full, and idle: 4096 slots cost
+	// every lingering topic 128 KiB.
+	handSlots = 32
 )
 
 // pump hands items from a Redis connection's reader goroutine to a pipeline.
@@ -39,7 +44,11 @@ const (
 // that they must resynchronise.
 type pump struct {
 	mu      sync.Mutex
-	ch      chan rxgo.Item
+	ch      chan rxgo.Item // read by the pipeline
+	size    int            // items the pump holds at most, ch's included
+	backlog []rxgo.Item    // what waits for room in ch, in order
+	moving  bool           // a forward goroutine empties backlog
+	stop    chan struct{}  // closed by close: forward gives up
 	closed  bool
 	dropped prometheus.Counter
 
@@ -57,7 +66,57 @@ func newPump(size int, dropped prometheus.Counter) *pump {
 	if size <= 0 {
 		size = 4096
 	}
-	return &pump{ch: make(chan rxgo.Item, size), dropped: dropped}
+	return &pump{ch: make(chan rxgo.Item, min(size, handSlots)), size: size,
+		stop: make(chan struct{}), dropped: dropped}
+}
+
+// queued is how many items wait for the pipeline.
+func (p *pump) queued() int { return len(p.ch) + len(p.backlog) }
+
+// push queues it without blocking, unless the pump is full. Called with
+// p.mu held.
+func (p *pump) push(it rxgo.Item) bool {
+	if len(p.backlog) == 0 {
+		select {
+		case p.ch <- it:
+			return true
+		default:
+		}
+	}
+	if p.queued() >= p.size {
+		return false
+	}
+	p.backlog = append(p.backlog, it)
+	if !p.moving {
+		p.moving = true
+		go p.forward()
+	}
+	return true
+}
+
+// forward moves the backlog into ch as the pipeline reads it, and ends
+// when the backlog is empty or the pump closed; it closes ch if the pump
+// closed meanwhile, since close cannot while forward may send.
+func (p *pump) forward() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for len(p.backlog) > 0 && !p.closed {
+		it := p.backlog[0]
+		p.mu.Unlock()
+		select {
+		case p.ch <- it:
+		case <-p.stop:
+		}
+		p.mu.Lock()
+		if !p.closed {
+			p.backlog[0] = rxgo.Item{}
+			p.backlog = p.backlog[1:]
+		}
+	}
+	p.backlog, p.moving = nil, false // let the memory go
+	if p.closed {
+		close(p.ch)
+	}
 }
 
 // send hands ev to a pipeline's channel from a goroutine of its own, which
@@ -86,14 +145,12 @@ func (p *pump) offer(ev streams.Event) {
 		return
 	}
 	p.flush(false)
-	if p.full && len(p.ch) > cap(p.ch)/4 {
+	if p.full && p.queued() > p.size/4 {
 		p.drop()
 		return
 	}
 	p.full = false
-	select {
-	case p.ch <- rxgo.Of(ev):
-	default:
+	if !p.push(rxgo.Of(ev)) {
 		p.full = true
 		p.drop()
 	}
@@ -161,10 +218,9 @@ func (p *pump) flush(now bool) {
 		gap.Reason = cmp.Or(gap.Reason, "stream pipeline fell behind Redis") +
 			"; " + strconv.Itoa(p.lost) + " messages dropped"
 	}
-	select {
-	case p.ch <- rxgo.Of(gap):
+	if p.push(rxgo.Of(gap)) {
 		p.owed, p.lost = streams.Event{}, 0
-	default: // full: the Gap goes as soon as there is room
+	} else { // full: the Gap goes as soon as there is room
 		p.arm(drainPoll)
 	}
 }
@@ -207,7 +263,10 @@ func (p *pump) close() {
 		if p.timer != nil {
 			p.timer.Stop()
 		}
-		close(p.ch)
+		close(p.stop)
+		if !p.moving { // else forward closes it
+			close(p.ch)
+		}
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 
@@ -114,20 +115,25 @@ func (o *overflowRig) awaitOverflow(t *testing.T, n int) {
 
 func TestOverflowResetComesWithoutAnotherMessage(t *testing.T) {
 	gate := make(chan struct{})
+	var open sync.Once
+	release := func() { open.Do(func() { close(gate) }) }
 	o := newOverflowRig(t, 16, func() { <-gate })
+	t.Cleanup(release) // runs before the hub's Close, which waits for the stalled operator
 	const burst = 500
 	o.publish(t, 0, burst)
 	ended := time.Now()
-	// 16 messages wait in the pump and one in the stalled operator: the
-	// rest of the burst is dropped. Then no message follows.
-	testkit.Eventually(t, "the burst to reach the pump", func() bool { return o.dropped() == burst-17 })
-	close(gate)
+	// 16 messages wait in the pump and one or two in rxgo's stalled
+	// operator: the rest of the burst is dropped. Then no message follows.
+	// Whatever was held is delivered; events and drops account for all.
+	testkit.Eventually(t, "the burst to reach the pump", func() bool { return o.dropped() >= burst-18 })
+	release()
 	o.awaitOverflow(t, 1)
 	if took := time.Since(ended); took > time.Second {
 		t.Fatalf("overflow reset %v after the burst, want within 1s", took)
 	}
-	if o.events != 17 || o.otherResets != 0 {
-		t.Fatalf("%d events and %d other resets before the overflow reset, want 17 and 0", o.events, o.otherResets)
+	held := burst - o.dropped()
+	if o.events != held || o.otherResets != 0 {
+		t.Fatalf("%d events and %d other resets before the overflow reset, want %d and 0", o.events, o.otherResets, held)
 	}
 	// The next message follows the reset, with no second one.
 	o.publish(t, burst, burst+1)
@@ -135,8 +141,8 @@ func TestOverflowResetComesWithoutAnotherMessage(t *testing.T) {
 		o.rec.Wait(t, o.read+1)
 		o.tally(t)
 	}
-	if o.overflow != 1 || o.otherResets != 0 || o.events != 18 {
-		t.Fatalf("%d overflow resets, %d other resets and %d events, want 1, 0 and 18", o.overflow, o.otherResets, o.events)
+	if o.overflow != 1 || o.otherResets != 0 || o.events != held+1 {
+		t.Fatalf("%d overflow resets, %d other resets and %d events, want 1, 0 and %d", o.overflow, o.otherResets, o.events, held+1)
 	}
 }
 

@@ -315,10 +315,15 @@ func (u *Upstreams) run(ctx context.Context, up *upstream, prev *upstream) {
 		}()
 	})
 	// Receive does not unsubscribe when it returns: do it on the same
-	// connection, or Redis would keep sending to nobody.
+	// connection, or Redis would keep sending to nobody. Not in the hook,
+	// though: it runs before Receive lets go of the 16-slot channel the
+	// connection's reader fills, so a burst would block that reader before
+	// it reads the reply, and every user of the connection with it. Once
+	// Receive has returned, rueidis drains and drops the channel's messages.
+	var conn rueidis.CommandClient
 	hooked = rueidis.WithOnReceiveReturnHook(hooked, func(err error, c rueidis.CommandClient) error {
 		if errors.Is(err, context.Canceled) {
-			_ = c.Do(context.Background(), up.unsubscribe(c)).Error()
+			conn = c
 		}
 		return err
 	})
@@ -326,6 +331,9 @@ func (u *Upstreams) run(ctx context.Context, up *upstream, prev *upstream) {
 	for {
 		err := u.Client.Receive(hooked, up.command(u.Client), up.deliver)
 		if ctx.Err() != nil {
+			if conn != nil { // done before up.done: see start
+				_ = conn.Do(context.Background(), up.unsubscribe(conn)).Error()
+			}
 			return
 		}
 		logger.Warn("redis subscription lost; retrying", "channel", up.target.Name, "err", err)
