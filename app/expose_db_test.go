@@ -70,10 +70,11 @@ func TestExposeDBMissingDatabase(t *testing.T) {
 }
 
 // TestExposeDBWithoutTheURLsDatabase: a list that leaves out the URL's
-// database closes it too, to keyspace streams without db= and key watches.
+// database closes it too, to keyspace streams without db=, key watches and
+// /api/keys.
 func TestExposeDBWithoutTheURLsDatabase(t *testing.T) {
 	k := startKeyflux(t, nil, "--expose-db", "1")
-	for _, path := range []string{"/streams/keyspace?pattern=a:*", "/streams/keys?key=a:1"} {
+	for _, path := range []string{"/streams/keyspace?pattern=a:*", "/streams/keys?key=a:1", "/api/keys/a:1"} {
 		if status, body := k.get(path); status != 403 {
 			t.Fatalf("%s: %d %v, want 403", path, status, body)
 		}

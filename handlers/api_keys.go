@@ -29,6 +29,9 @@ func (h *handler) apiKey(c *fiber.Ctx) error {
 	if !h.cfg.Expose.AllowsKey(k) {
 		return forbidden("key " + strconv.Quote(k) + " is outside the exposed prefixes")
 	}
+	if err := h.checkDB(h.cfg.DefaultDB); err != nil { // the database values are read from
+		return err
+	}
 	ctx, cancel := context.WithTimeout(c.UserContext(), 5*time.Second)
 	defer cancel()
 	st, err := h.cfg.Values.Read(ctx, k)
