@@ -293,9 +293,11 @@ func (c *client) release(reason string, closeConn bool) {
 	if closeConn {
 		_ = c.conn.Close()
 	}
+	// Logged before the client is counted out, so that whoever sees the
+	// count drop can already read why.
+	c.sink.opts.Logger.Debug("stream closed", "remote", c.conn.RemoteAddr(), "reason", reason)
 	c.sink.remove(c)
 	runAll(c.ended)
-	c.sink.opts.Logger.Debug("stream closed", "remote", c.conn.RemoteAddr(), "reason", reason)
 }
 
 func runAll(fs []func()) {
