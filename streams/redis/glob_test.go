@@ -142,7 +142,7 @@ func escape(s string) string {
 
 // FuzzMatch checks what covering relies on: Match never fails, a literal
 // pattern matches its own text, and "<literal prefix>*" matches whatever
-// the pattern matches.
+// a non-empty pattern matches.
 func FuzzMatch(f *testing.F) {
 	for i, p := range globEdges {
 		f.Add(p, globStrings[i%len(globStrings)])
@@ -150,6 +150,9 @@ func FuzzMatch(f *testing.F) {
 	f.Fuzz(func(t *testing.T, p, s string) {
 		if !Match(escape(s), s) {
 			t.Fatalf("escaped %q does not match itself", s)
+		}
+		if p == "" { // the empty pattern is never covered: it is SUBSCRIBEd as a channel
+			return
 		}
 		cover := literalPrefix(p) + "*"
 		if Match(p, s) && (!covers(cover, p) || !Match(cover, s)) {
