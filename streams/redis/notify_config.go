@@ -64,6 +64,9 @@ type NotifyConfig struct {
 	check    sync.Mutex // one CONFIG round or probe at a time
 	verified bool       // the flags were seen in place once (guarded by check)
 
+	refresh   sync.Mutex // one check on behalf of Ready at a time
+	attempted time.Time  // when Ready last checked (guarded by refresh)
+
 	mu      sync.Mutex
 	live    map[*pump]struct{} // keyspace streams, reset when events were missed
 	stop    context.CancelFunc // ends the periodic check; nil while no stream is live
@@ -249,6 +252,13 @@ func (n *NotifyConfig) report(problem string) {
 	}
 }
 
+// stale reports whether the last finding is older than Interval.
+func (n *NotifyConfig) stale() bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return time.Since(n.checked) >= n.interval()
+}
+
 // Problem says why keyspace events are not arriving, "" when nothing is known
 // to be wrong.
 func (n *NotifyConfig) Problem() string {
@@ -260,11 +270,16 @@ func (n *NotifyConfig) Problem() string {
 // Ready returns the problem as an error, checking first when the last check
 // is older than Interval (no keyspace stream is live to keep it fresh).
 func (n *NotifyConfig) Ready(ctx context.Context) error {
-	n.mu.Lock()
-	stale := time.Since(n.checked) >= n.interval()
-	n.mu.Unlock()
-	if stale {
-		n.recheck(ctx)
+	if n.stale() {
+		// Anyone may call /readyz: concurrent calls share one check (those
+		// that waited find it fresh), and a failed one is not retried
+		// before Interval either, so Redis sees at most one per Interval.
+		n.refresh.Lock()
+		if n.stale() && time.Since(n.attempted) >= n.interval() {
+			n.attempted = time.Now()
+			n.recheck(ctx)
+		}
+		n.refresh.Unlock()
 	}
 	if p := n.Problem(); p != "" {
 		return errors.New(p)

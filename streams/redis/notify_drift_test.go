@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -136,5 +137,31 @@ func TestNotifyNoneReportsMissingFlags(t *testing.T) {
 	}
 	if calls := configCalls(t, c); calls != 1 { // the test's own CONFIG SET
 		t.Fatalf("mode none sent %d CONFIG commands", calls-1)
+	}
+}
+
+// A burst of /readyz calls, which anyone may send, costs Redis one check per
+// interval, not one each: the calls that find a check running use its answer.
+func TestNotifyReadyChecksOnceForConcurrentCalls(t *testing.T) {
+	_, c := testkit.Redis(t)
+	n := &NotifyConfig{Client: c, Mode: NotifyAuto, Interval: time.Hour, Metrics: NewNotifyMetrics(nil)}
+	if err := n.Check(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	n.mu.Lock()
+	n.checked = time.Time{} // stale: the next Ready checks
+	n.mu.Unlock()
+	before := testkit.CommandCalls(t, c, "config|get")
+	var wg sync.WaitGroup
+	for range 50 {
+		wg.Go(func() {
+			if err := n.Ready(context.Background()); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	if got := testkit.CommandCalls(t, c, "config|get") - before; got != 1 {
+		t.Fatalf("50 concurrent Ready calls sent %d CONFIG GET, want 1", got)
 	}
 }
