@@ -63,13 +63,9 @@ func (a *amplification) counts() (connected, refused, failed int) {
 // against the server's Redis before and after the opens.
 func runAmplification(ctx context.Context, cfg config, out, log io.Writer) error {
 	t := cfg.target
-	rdb, err := rueidis.NewClient(rueidis.ClientOption{
-		InitAddress:      []string{cfg.Redis},
-		DisableCache:     true,
-		ConnWriteTimeout: 5 * time.Second,
-	})
+	rdb, err := dialRedis(cfg.Redis, 0)
 	if err != nil {
-		return fmt.Errorf("-redis %s: %w", cfg.Redis, err)
+		return err
 	}
 	defer rdb.Close()
 	before, err := scrapeMetrics(ctx, t.metricsURL)

@@ -130,14 +130,9 @@ func (l *rssLog) follow(ctx context.Context, stop <-chan struct{}, metricsURL st
 // gone, and reports the start, the peak and the end.
 func runStalledCrowd(ctx context.Context, cfg config, out, log io.Writer) error {
 	t := cfg.target
-	rdb, err := rueidis.NewClient(rueidis.ClientOption{
-		InitAddress:      []string{cfg.Redis},
-		SelectDB:         t.db,
-		DisableCache:     true,
-		ConnWriteTimeout: 5 * time.Second,
-	})
+	rdb, err := dialRedis(cfg.Redis, t.db)
 	if err != nil {
-		return fmt.Errorf("-redis %s: %w", cfg.Redis, err)
+		return err
 	}
 	defer rdb.Close()
 

@@ -70,6 +70,21 @@ func (f *fanout) handler(i int) func(sse.Event) {
 	}
 }
 
+// dialRedis connects to the -redis server, in database db, for the
+// writes and reads a mode makes itself.
+func dialRedis(addr string, db int) (rueidis.Client, error) {
+	rdb, err := rueidis.NewClient(rueidis.ClientOption{
+		InitAddress:      []string{addr},
+		SelectDB:         db,
+		DisableCache:     true,
+		ConnWriteTimeout: 5 * time.Second,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("-redis %s: %w", addr, err)
+	}
+	return rdb, nil
+}
+
 // runFanout opens the stalled streams (-stalled) and the clients, writes
 // the keys at the set rate, waits for deliveries to stop and reports how
 // many arrived and how fast, then whether the server cut the stalled
@@ -77,14 +92,9 @@ func (f *fanout) handler(i int) func(sse.Event) {
 func runFanout(ctx context.Context, cfg config, out, log io.Writer) error {
 	t := cfg.target
 	prefix, _ := t.keyPrefix() // checked with the flags
-	rdb, err := rueidis.NewClient(rueidis.ClientOption{
-		InitAddress:      []string{cfg.Redis},
-		SelectDB:         t.db,
-		DisableCache:     true,
-		ConnWriteTimeout: 5 * time.Second,
-	})
+	rdb, err := dialRedis(cfg.Redis, t.db)
 	if err != nil {
-		return fmt.Errorf("-redis %s: %w", cfg.Redis, err)
+		return err
 	}
 	defer rdb.Close()
 	before, err := scrapeMetrics(ctx, t.metricsURL)
