@@ -120,8 +120,12 @@ func newServer(ctx context.Context, cfg Config, logger *slog.Logger) (*server, e
 		return nil, err
 	}
 	// Waits out a descriptor shortage instead of stopping, and keeps
-	// connections that are not streams within the reserve.
-	lim := limit.NewListener(ln, limit.ListenerOptions{FirstByte: headerTimeout, MaxRequests: maxRequests, Logger: logger})
+	// connections that are not streams within the reserve, an eighth of it
+	// per client address.
+	lim := limit.NewListener(ln, limit.ListenerOptions{
+		FirstByte: headerTimeout, MaxRequests: maxRequests, MaxRequestsPerPeer: max(8, maxRequests/8),
+		TrustedProxies: cfg.TrustedProxies, Logger: logger,
+	})
 	app.Server().ConnState = lim.ConnState
 	ln = handlers.StrictHeads(lim) // outermost: handlers.Guard finds its connections
 	var adm *admin

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"log/slog"
 	"net"
+	"net/netip"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -27,7 +28,14 @@ type ListenerOptions struct {
 	// is answered 503 with Retry-After and a JSON error at once, so that
 	// they cannot take the descriptors kept for streams and health checks.
 	MaxRequests int
-	Logger      *slog.Logger
+	// MaxRequestsPerPeer caps them per client address (an IPv6 /64), so
+	// that one client sending heads slowly cannot take every place: past
+	// it, one of that address's idle keep-alives is closed, or the new
+	// connection is answered 503. Peers within TrustedProxies are exempt:
+	// every client behind a proxy shares its address.
+	MaxRequestsPerPeer int
+	TrustedProxies     []netip.Prefix
+	Logger             *slog.Logger
 }
 
 // Listener is a net.Listener whose Accept outlives a shortage of file
@@ -41,8 +49,10 @@ type Listener struct {
 	net.Listener
 	opts     ListenerOptions
 	requests atomic.Int64 // connections accepted and not yet hijacked or closed
+	trusted  Addrs
 	idleMu   sync.Mutex
 	idle     map[net.Conn]struct{} // keep-alives waiting for a request: closed first
+	perPeer  map[netip.Addr]int    // requests by peer address, untrusted peers only (guarded by idleMu)
 	backoff  streams.Backoff
 	done     chan struct{}
 	once     sync.Once
@@ -56,6 +66,7 @@ func NewListener(ln net.Listener, opts ListenerOptions) *Listener {
 	}
 	return &Listener{
 		Listener: ln, opts: opts, done: make(chan struct{}), idle: make(map[net.Conn]struct{}),
+		perPeer: make(map[netip.Addr]int), trusted: NewAddrs(opts.TrustedProxies),
 		backoff: streams.Backoff{Min: 5 * time.Millisecond, Max: 500 * time.Millisecond},
 	}
 }
@@ -67,8 +78,7 @@ func (l *Listener) Accept() (net.Conn, error) {
 		c, err := l.Listener.Accept()
 		if err == nil {
 			l.backoff.Reset()
-			if l.opts.MaxRequests > 0 && l.requests.Add(1) > int64(l.opts.MaxRequests) && !l.closeIdle() {
-				l.requests.Add(-1)
+			if !l.admit(c) {
 				refuse(c)
 				continue
 			}
@@ -101,27 +111,75 @@ func (l *Listener) ConnState(c net.Conn, state fasthttp.ConnState) {
 	if l.opts.MaxRequests <= 0 {
 		return
 	}
+	gone := state == fasthttp.StateHijacked || state == fasthttp.StateClosed
 	l.idleMu.Lock()
 	if state == fasthttp.StateIdle {
 		l.idle[c] = struct{}{}
 	} else {
 		delete(l.idle, c)
 	}
+	if gone {
+		l.uncount(c)
+	}
 	l.idleMu.Unlock()
-	if state == fasthttp.StateHijacked || state == fasthttp.StateClosed {
-		l.requests.Add(-1)
+}
+
+// admit counts a new connection, first closing an idle keep-alive when its
+// peer, or everyone, is at the cap; false, counting nothing, when there is
+// none to close.
+func (l *Listener) admit(c net.Conn) bool {
+	if l.opts.MaxRequests <= 0 {
+		return true
+	}
+	l.idleMu.Lock()
+	defer l.idleMu.Unlock()
+	peer, perPeer := l.peer(c)
+	if perPeer && l.perPeer[peer] >= l.opts.MaxRequestsPerPeer && !l.closeIdle(func(x netip.Addr) bool { return x == peer }) {
+		return false
+	}
+	if l.requests.Load() >= int64(l.opts.MaxRequests) && !l.closeIdle(func(netip.Addr) bool { return true }) {
+		return false
+	}
+	l.requests.Add(1)
+	if perPeer {
+		l.perPeer[peer]++
+	}
+	return true
+}
+
+// uncount gives c's places back. Called with idleMu held.
+func (l *Listener) uncount(c net.Conn) {
+	l.requests.Add(-1)
+	if peer, ok := l.peer(c); ok {
+		if l.perPeer[peer]--; l.perPeer[peer] <= 0 {
+			delete(l.perPeer, peer)
+		}
 	}
 }
 
-// closeIdle closes one idle keep-alive connection, if there is one; its
-// place is given back when fasthttp notices (ConnState).
-func (l *Listener) closeIdle() bool {
-	l.idleMu.Lock()
-	defer l.idleMu.Unlock()
+// peer is what MaxRequestsPerPeer counts c against; false when there is no
+// per-peer cap, for a trusted proxy and for a connection without an IP.
+func (l *Listener) peer(c net.Conn) (netip.Addr, bool) {
+	if l.opts.MaxRequestsPerPeer <= 0 {
+		return netip.Addr{}, false
+	}
+	a := PeerAddr(c.RemoteAddr())
+	if !a.IsValid() || l.trusted.isTrusted(a) {
+		return netip.Addr{}, false
+	}
+	return key(a), true
+}
+
+// closeIdle closes one idle keep-alive connection of a peer that which
+// accepts, if there is one; its places are given back when fasthttp
+// notices (ConnState). Called with idleMu held.
+func (l *Listener) closeIdle(which func(netip.Addr) bool) bool {
 	for c := range l.idle { // any one: Go's map order
-		delete(l.idle, c)
-		_ = c.Close()
-		return true
+		if which(key(PeerAddr(c.RemoteAddr()))) {
+			delete(l.idle, c)
+			_ = c.Close()
+			return true
+		}
 	}
 	return false
 }

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/exec"
 	"strings"
@@ -249,6 +250,80 @@ func TestListenerMaxRequests(t *testing.T) {
 	if n := ln.Requests(); n != 2 {
 		t.Fatalf("%d connections counted, want 2", n)
 	}
+	ln.Close()
+	for range accepted {
+	}
+}
+
+// One client address may hold only MaxRequestsPerPeer of the places, so
+// that it cannot take them all with heads it never finishes: past it, one
+// of its own idle keep-alives goes, or it gets 503, while another address
+// and a trusted proxy still get in.
+func TestListenerMaxRequestsPerPeer(t *testing.T) {
+	inner, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln := NewListener(inner, ListenerOptions{MaxRequests: 10, MaxRequestsPerPeer: 2,
+		TrustedProxies: []netip.Prefix{netip.MustParsePrefix("127.0.0.3/32")}})
+	accepted := make(chan net.Conn, 16)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				close(accepted)
+				return
+			}
+			accepted <- c
+		}
+	}()
+	dial := func(from string) net.Conn {
+		t.Helper()
+		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}}
+		c, err := d.Dial("tcp", inner.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	refused := func(c net.Conn) bool {
+		t.Helper()
+		_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		return err == nil && resp.StatusCode == 503
+	}
+	dial("127.0.0.1")
+	dial("127.0.0.1")
+	first, second := <-accepted, <-accepted
+	if !refused(dial("127.0.0.1")) {
+		t.Fatal("a third connection from the same address was not refused")
+	}
+	dial("127.0.0.2") // another address
+	dial("127.0.0.3") // a trusted proxy: not counted per peer
+	dial("127.0.0.3")
+	dial("127.0.0.3")
+	for range 4 {
+		c := <-accepted
+		defer c.Close()
+	}
+	if n := ln.Requests(); n != 6 {
+		t.Fatalf("%d connections counted, want 6", n)
+	}
+	// An idle keep-alive of the same address gives its place.
+	ln.ConnState(second, fasthttp.StateIdle)
+	dial("127.0.0.1")
+	third := <-accepted
+	defer third.Close()
+	if _, err := second.Read(make([]byte, 1)); err == nil {
+		t.Fatal("the idle connection was not closed for the new one")
+	}
+	ln.ConnState(second, fasthttp.StateClosed) // what fasthttp then reports
+	ln.ConnState(first, fasthttp.StateHijacked)
+	dial("127.0.0.1") // first became a stream: room again
+	fourth := <-accepted
+	defer fourth.Close()
+	first.Close()
 	ln.Close()
 	for range accepted {
 	}
