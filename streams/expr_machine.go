@@ -75,7 +75,9 @@ func (e *compiledExpr) machine() *exprMachine {
 // runOnce evaluates env on a pooled machine.
 func (e *compiledExpr) runOnce(env map[string]any) (any, error) {
 	m := e.machine()
-	defer e.pool.Put(m)
+	if e.guarded { // the pool holds only machines whose guards are bound to them
+		defer e.pool.Put(m)
+	}
 	return m.run(env)
 }
 
