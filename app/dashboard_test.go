@@ -189,16 +189,26 @@ func TestDashboardPinnedKeyValueAndExpiry(t *testing.T) {
 	p.pin(key)
 	p.pin(gone)
 	pin := `document.querySelector('` + pinSel(key) + `')`
-	p.waitFor(pin+`?.dataset.state === "present" && `+pin+`.querySelector(".pin-value").textContent === "20.5"`,
-		"the pinned key's value")
+	// Both pins present: the stream that carries them both is live, so the
+	// change below arrives as a change, not in a reconnect's snapshot.
+	p.waitFor(pin+`?.dataset.state === "present" && `+pin+`.querySelector(".pin-value").textContent === "20.5" && `+
+		`document.querySelector('`+pinSel(gone)+`')?.dataset.state === "present"`, "the pinned keys' values")
 	if ttl := eval[string](p, pin+`.querySelector(".ttl").textContent`); ttl != "no TTL" {
 		t.Fatalf("TTL shown as %q, want no TTL", ttl)
 	}
 	// The pins ride on the log's connection.
 	p.oneConnection()
 
-	k.do("SET", key, "21.0", "PX", "2500")
-	p.waitFor(pin+`.querySelector(".pin-value").textContent === "21.0" && `+pin+`.classList.contains("flash") && `+
+	// The flash lasts a second: on a loaded machine a poll can miss it, so
+	// the page records it when it starts (on any pin node for the key: the
+	// cards may be redrawn). The TTL is long enough for a slow poll to see
+	// it counting down before the key expires.
+	eval[bool](p, `(() => { window.pinFlashed = false;
+		new MutationObserver(ms => { for (const m of ms) {
+			if (m.target.matches?.('`+pinSel(key)+`') && m.target.classList.contains("flash")) window.pinFlashed = true;
+		} }).observe(document.body, {attributes: true, attributeFilter: ["class"], subtree: true}); return true; })()`)
+	k.do("SET", key, "21.0", "PX", "6000")
+	p.waitFor(pin+`.querySelector(".pin-value").textContent === "21.0" && window.pinFlashed && `+
 		pin+`.querySelector(".ttl").textContent.startsWith("TTL ")`, "the updated value, flashing, with a TTL counting down")
 	p.waitFor(pin+`.dataset.state === "expired" && `+pin+`.querySelector(".mark").textContent.startsWith("expired at")`,
 		"the expired mark")
