@@ -62,10 +62,12 @@ type Conn struct {
 	// Databases is how many databases Redis has (see databases).
 	Databases int
 
-	client  rueidis.Client
-	cache   rueidis.Client // nil without client-side caching
-	notify  *NotifyConfig
-	private *redisserver.Server
+	client rueidis.Client
+	cache  rueidis.Client // nil without client-side caching
+	// upstreams are waited for on Close (streams closed first).
+	upstreams []*Upstreams
+	notify    *NotifyConfig
+	private   *redisserver.Server
 }
 
 // Open connects to Redis (waiting, with backoff, for one that is not up
@@ -114,6 +116,7 @@ func Open(ctx context.Context, o Options) (*Conn, error) {
 	// One Upstreams for every pub/sub source on the pub/sub client: one
 	// SUBSCRIBE per channel or pattern, however many streams need it.
 	upstreams := &Upstreams{Client: c.client, Logger: logger, Metrics: m, MaxPatterns: o.MaxPatterns}
+	c.upstreams = append(c.upstreams, upstreams)
 	// Reads from Redis itself: keyspace events with values=true, and
 	// /api/keys without the cache.
 	fresh := &Values{Client: c.client, MaxBytes: o.ValueMaxBytes, Reads: m.KeyReads}
@@ -131,6 +134,7 @@ func Open(ctx context.Context, o Options) (*Conn, error) {
 			Upstreams: &Upstreams{Client: c.cache, Logger: logger, Metrics: m},
 			Notify:    notify, DB: c.DB, Logger: logger,
 		}
+		c.upstreams = append(c.upstreams, c.KeyWatches.Upstreams)
 		if o.APICache {
 			c.Values = cached
 		}
@@ -216,8 +220,12 @@ func (c *Conn) Ready(ctx context.Context) error {
 	return c.notify.Ready(ctx)
 }
 
-// Close releases both clients and stops a private redis-server.
+// Close releases both clients and stops a private redis-server. Close the
+// hub first: subscriptions still held are waited for, at most 5 s each set.
 func (c *Conn) Close() {
+	for _, u := range c.upstreams { // their last UNSUBSCRIBEs, before the clients go
+		u.Wait(5 * time.Second)
+	}
 	if c.cache != nil {
 		c.cache.Close()
 	}

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/keyflux/keyflux/streams"
 	"github.com/redis/rueidis"
@@ -36,6 +37,7 @@ type Upstreams struct {
 	live     map[string]*upstream
 	stopping map[string]*upstream // unsubscribing, by channel
 	patterns int                  // distinct patterns live or unsubscribing
+	running  sync.WaitGroup       // subscriptions not yet unsubscribed
 }
 
 // universal is the last cover: it matches every channel but the empty one.
@@ -179,8 +181,27 @@ func (u *Upstreams) start(t Target) *upstream {
 	up := &upstream{target: t, ctx: ctx, cancel: cancel, done: make(chan struct{}), resync: t.Resync}
 	u.live[key] = up
 	orUnregistered(u.Metrics).Upstream.Inc()
-	go u.run(ctx, up, u.stopping[key])
+	u.running.Add(1)
+	go func(prev *upstream) {
+		defer u.running.Done()
+		u.run(ctx, up, prev)
+	}(u.stopping[key])
 	return up
+}
+
+// Wait waits, at most timeout, until every subscription whose listeners
+// have all left has sent its UNSUBSCRIBE: the client must not be closed
+// under one, or rueidis could still be writing the command it recycles.
+func (u *Upstreams) Wait(timeout time.Duration) {
+	done := make(chan struct{})
+	go func() {
+		u.running.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(timeout):
+	}
 }
 
 func (u *Upstreams) leave(up *upstream, name string, covered bool, l *Listener) {
