@@ -107,6 +107,9 @@ func (v *Values) read(ctx context.Context, key string) (streams.KeyState, error)
 		return st, nil
 	}
 	val, err := v.value(ctx, key, t)
+	if rueidis.IsRedisNil(err) { // it expired or went between TYPE and its value
+		return st, nil
+	}
 	if err != nil {
 		return st, err
 	}
