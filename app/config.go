@@ -32,7 +32,14 @@ type Config struct {
 	ExposeChannels handlers.Expose
 	PublishToken   string
 	PublishMax     int
-	AllowOrigin    string
+	// AllowOrigins are the origins whose pages may use Keyflux with the
+	// visitor's cookies (CORS); "*" alone allows any origin, never with
+	// credentials.
+	AllowOrigins []string
+	// Auth: who may read what (docs/security.md).
+	Auth          string // none, jwt or spring-session
+	JWT           JWTConfig
+	SpringSession SpringSessionConfig
 	// Key watches and values (client-side caching).
 	Tracking      string // optin or bcast
 	WatchMaxKeys  int
@@ -56,6 +63,28 @@ type Config struct {
 	AdminListen      string         // serves /metrics apart from streams; empty: on --listen
 }
 
+// JWTConfig is --auth jwt's: where keys come from and what is checked.
+type JWTConfig struct {
+	Key       string // HMAC secret, or @path of a file holding it
+	PublicKey string // PEM file: RSA, ECDSA or Ed25519
+	JWKS      string // JWKS file, or an http(s) URL refreshed in the background
+	Leeway    time.Duration
+	Issuer    string
+	Audience  string
+	Cookie    string
+}
+
+// SpringSessionConfig is --auth spring-session's: where sessions live and
+// what a session may read, as templates with {session} and {principal}.
+type SpringSessionConfig struct {
+	Namespace string
+	Cookie    string
+	Keys      []string
+	Channels  []string
+	Streams   []string
+	Publish   []string
+}
+
 // parseConfig reads flags, then the environment for flags not given.
 func parseConfig(args []string, stderr io.Writer) (Config, error) {
 	var c Config
@@ -74,7 +103,21 @@ func parseConfig(args []string, stderr io.Writer) (Config, error) {
 	exposeChannels := fs.String("expose-channels", "", "comma-separated pub/sub channel prefixes clients may relay and publish to; empty exposes every channel")
 	fs.StringVar(&c.PublishToken, "publish-token", "", "Bearer token that enables POST /api/channels/<channel> and /api/log/<stream-key>; empty disables publishing")
 	fs.IntVar(&c.PublishMax, "publish-max-bytes", 64<<10, "largest body POST /api/channels and /api/log accept (larger: 413)")
-	fs.StringVar(&c.AllowOrigin, "allow-origin", "", "Access-Control-Allow-Origin for streams and the API (empty: same origin only)")
+	allowOrigin := fs.String("allow-origin", "", "comma-separated origins whose pages may use Keyflux with the visitor's cookies (CORS); * allows any origin without credentials; empty: same origin only")
+	fs.StringVar(&c.Auth, "auth", "none", "who may read what: none, jwt (signed tokens with scopes) or spring-session (Spring Session cookies)")
+	fs.StringVar(&c.JWT.Key, "jwt-key", "", "HMAC secret for --auth jwt, or @path of a file holding it")
+	fs.StringVar(&c.JWT.PublicKey, "jwt-public-key", "", "PEM file of the public key for --auth jwt: RSA, ECDSA or Ed25519")
+	fs.StringVar(&c.JWT.JWKS, "jwt-jwks", "", "JWKS for --auth jwt: a file, or an http(s) URL fetched and refreshed in the background")
+	fs.DurationVar(&c.JWT.Leeway, "jwt-leeway", 30*time.Second, "clock skew allowed when checking a token's exp and nbf")
+	fs.StringVar(&c.JWT.Issuer, "jwt-issuer", "", "required iss of tokens (empty: not checked)")
+	fs.StringVar(&c.JWT.Audience, "jwt-audience", "", "required aud of tokens (empty: not checked)")
+	fs.StringVar(&c.JWT.Cookie, "jwt-cookie", "keyflux_token", "cookie that carries the token when there is no Authorization header")
+	fs.StringVar(&c.SpringSession.Namespace, "spring-session-namespace", "spring:session", "Spring Session's Redis namespace (spring.session.redis.namespace)")
+	fs.StringVar(&c.SpringSession.Cookie, "spring-session-cookie", "SESSION", "cookie that carries the Spring Session id")
+	ssKeys := fs.String("spring-session-keys", "{namespace}:sessions:expires:{session},{namespace}:sessions:{session}", "keys a session may read: comma-separated names or prefix* with {namespace}, {session} and {principal}")
+	ssChannels := fs.String("spring-session-channels", "", "pub/sub channels a session may relay (templates as --spring-session-keys)")
+	ssStreams := fs.String("spring-session-streams", "", "Redis Streams a session may read (templates as --spring-session-keys)")
+	ssPublish := fs.String("spring-session-publish", "", "channels and Redis Streams a session may publish to (templates as --spring-session-keys)")
 	fs.StringVar(&c.Tracking, "tracking", "optin", "client-side caching mode: optin (Redis tracks the keys Keyflux reads) or bcast (Redis sends every change under the exposed prefixes)")
 	fs.IntVar(&c.WatchMaxKeys, "watch-max-keys", 100, "how many keys one /streams/keys request may watch")
 	fs.IntVar(&c.ValueMaxBytes, "value-max-bytes", 64<<10, "larger values (their JSON) are sent as {\"truncated\": true, \"size\": N}")
@@ -134,9 +177,33 @@ func parseConfig(args []string, stderr io.Writer) (Config, error) {
 	if c.ExposeDB, err = parseDBs(*exposeDB); err != nil {
 		return c, fmt.Errorf("expose-db: %w", err)
 	}
+	switch c.Auth {
+	case "none", "jwt", "spring-session":
+	default:
+		return c, fmt.Errorf("auth %q: want none, jwt or spring-session", c.Auth)
+	}
+	if c.JWT.Leeway < 0 {
+		return c, fmt.Errorf("jwt-leeway must not be negative")
+	}
+	c.AllowOrigins = list(*allowOrigin)
+	c.SpringSession.Keys = list(*ssKeys)
+	c.SpringSession.Channels = list(*ssChannels)
+	c.SpringSession.Streams = list(*ssStreams)
+	c.SpringSession.Publish = list(*ssPublish)
 	c.Expose = handlers.ParseExpose(*expose)
 	c.ExposeChannels = handlers.ParseExpose(*exposeChannels)
 	return c, nil
+}
+
+// list reads a comma-separated list, without blanks.
+func list(s string) []string {
+	var out []string
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
 }
 
 // parsePrefixes reads comma-separated CIDRs; a bare address is a /32 or /128.

@@ -65,7 +65,7 @@ func newServer(ctx context.Context, cfg Config, logger *slog.Logger) (*server, e
 	})
 	sink := sse.NewSink(sse.SinkOptions{
 		Heartbeat: cfg.Heartbeat, Retry: cfg.Retry, WriteTimeout: cfg.WriteTimeout,
-		QueueBytes: cfg.QueueBytes, MaxQueuedBytes: cfg.MaxQueuedBytes, AllowOrigin: cfg.AllowOrigin,
+		QueueBytes: cfg.QueueBytes, MaxQueuedBytes: cfg.MaxQueuedBytes, AllowOrigin: singleOrigin(cfg.AllowOrigins),
 		Metrics: sse.NewMetrics(reg), Logger: logger,
 	})
 	gate, maxRequests := streamLimits(cfg, reg, logger)
@@ -96,7 +96,8 @@ func newServer(ctx context.Context, cfg Config, logger *slog.Logger) (*server, e
 		ExposeChannels:  cfg.ExposeChannels,
 		PublishToken:    cfg.PublishToken,
 		PublishMaxBytes: cfg.PublishMax,
-		AllowOrigin:     cfg.AllowOrigin,
+		AllowOrigin:     singleOrigin(cfg.AllowOrigins),
+		AllowOrigins:    cfg.AllowOrigins,
 		DefaultDB:       rc.DB,
 		Databases:       rc.Databases,
 		ExposeDB:        cfg.ExposeDB,
@@ -164,4 +165,13 @@ func (s *server) shutdown(timeout time.Duration) {
 	}
 	s.hub.Close()
 	s.redis.Close()
+}
+
+// singleOrigin is the old single --allow-origin value (until cors.go sends
+// the matching origin per request).
+func singleOrigin(l []string) string {
+	if len(l) == 1 {
+		return l[0]
+	}
+	return ""
 }

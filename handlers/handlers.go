@@ -14,6 +14,7 @@ import (
 	"github.com/gofiber/fiber/v2/middleware/adaptor"
 	"github.com/gofiber/fiber/v2/middleware/filesystem"
 
+	"github.com/keyflux/keyflux/handlers/auth"
 	"github.com/keyflux/keyflux/handlers/limit"
 	"github.com/keyflux/keyflux/handlers/sse"
 	"github.com/keyflux/keyflux/streams"
@@ -50,7 +51,13 @@ type Config struct {
 	// ExposeDB lists the databases clients may stream; nil: DefaultDB only.
 	ExposeDB []int
 	// AllowOrigin, when set, is sent as Access-Control-Allow-Origin by the API.
+	// (Being replaced by AllowOrigins: see cors.go.)
 	AllowOrigin string
+	// AllowOrigins are the origins whose pages may use the API and streams
+	// with credentials (CORS); ["*"]: any origin, without credentials.
+	AllowOrigins []string
+	// Auth finds each request's identity; nil: --auth none.
+	Auth auth.Authenticator
 	// Ready says why streams cannot be served as promised (Redis does not
 	// answer, keyspace notifications are off); nil when they can.
 	Ready func(ctx context.Context) error
