@@ -52,7 +52,10 @@ type Conn struct {
 	Channels   *Channels
 	StreamLogs *StreamLogs
 	// KeyWatches is nil when Redis cannot do client-side caching.
-	KeyWatches    *KeyWatches
+	KeyWatches *KeyWatches
+	// Sessions reads Spring Session hashes (--auth spring-session); nil
+	// without client-side caching.
+	Sessions      *Sessions
 	Invalidations *Invalidations
 	// Values reads keys for GET /api/keys: from the client-side cache
 	// when there is one and Options.APICache allows it.
@@ -135,6 +138,7 @@ func Open(ctx context.Context, o Options) (*Conn, error) {
 			Notify:    notify, DB: c.DB, Logger: logger,
 		}
 		c.upstreams = append(c.upstreams, c.KeyWatches.Upstreams)
+		c.Sessions = &Sessions{Client: c.cache, Invalidations: c.Invalidations, Logger: logger}
 		if o.APICache {
 			c.Values = cached
 		}
@@ -225,6 +229,9 @@ func (c *Conn) Ready(ctx context.Context) error {
 func (c *Conn) Close() {
 	for _, u := range c.upstreams { // their last UNSUBSCRIBEs, before the clients go
 		u.Wait(5 * time.Second)
+	}
+	if c.Sessions != nil {
+		c.Sessions.Close()
 	}
 	if c.cache != nil {
 		c.cache.Close()

@@ -8,16 +8,20 @@ import (
 )
 
 // Invalidations routes Redis's client-side caching invalidations to the key
-// watches that care. rueidis calls OnInvalidations on the caching
-// connection's reader goroutine, so it only pokes: each watch has a one-slot
-// wake-up channel, a send that finds it full is dropped, and a burst of
-// changes to one key becomes one read of its latest value.
+// watches and session watches (sessions.go) that care. rueidis calls
+// OnInvalidations on the caching connection's reader goroutine, so it only
+// pokes: each watch has a one-slot wake-up channel, a send that finds it
+// full is dropped, and a burst of changes to one key becomes one read of
+// its latest value.
 type Invalidations struct {
 	received atomic.Int64
 
 	mu      sync.Mutex
-	watches map[string]map[*keyWatch]struct{}
+	watches map[string]map[poker]struct{}
 }
+
+// poker is told that its key changed (resync: everything may have).
+type poker interface{ poke(resync bool) }
 
 // OnInvalidations is the caching client's rueidis OnInvalidations callback.
 // nil means everything is invalid: FLUSHALL/FLUSHDB, or the connection was
@@ -57,27 +61,30 @@ func (t *Invalidations) Watched() int {
 	return len(t.watches)
 }
 
-func (t *Invalidations) add(w *keyWatch) {
+func (t *Invalidations) add(w *keyWatch)    { t.watch(w.key, w) }
+func (t *Invalidations) remove(w *keyWatch) { t.unwatch(w.key, w) }
+
+func (t *Invalidations) watch(key string, p poker) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.watches == nil {
-		t.watches = make(map[string]map[*keyWatch]struct{})
+		t.watches = make(map[string]map[poker]struct{})
 	}
-	ws := t.watches[w.key]
+	ws := t.watches[key]
 	if ws == nil {
-		ws = make(map[*keyWatch]struct{}, 1)
-		t.watches[w.key] = ws
+		ws = make(map[poker]struct{}, 1)
+		t.watches[key] = ws
 	}
-	ws[w] = struct{}{}
+	ws[p] = struct{}{}
 }
 
-func (t *Invalidations) remove(w *keyWatch) {
+func (t *Invalidations) unwatch(key string, p poker) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if ws := t.watches[w.key]; ws != nil {
-		delete(ws, w)
+	if ws := t.watches[key]; ws != nil {
+		delete(ws, p)
 		if len(ws) == 0 {
-			delete(t.watches, w.key)
+			delete(t.watches, key)
 		}
 	}
 }
