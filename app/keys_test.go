@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"net/url"
 	"reflect"
 	"strings"
@@ -496,7 +497,9 @@ func TestKeysBadInput(t *testing.T) {
 func TestKeysAPIServedFromCache(t *testing.T) {
 	k := startKeyflux(t, nil, "--allow-origin", "https://app.example")
 	k.do("SET", "p:1", "one")
-	resp, err := plainClient.Get(k.base + "/api/keys/p:1")
+	req, _ := http.NewRequest("GET", k.base+"/api/keys/p:1", nil)
+	req.Header.Set("Origin", "https://app.example") // CORS headers answer a listed page's Origin
+	resp, err := plainClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"net"
 	"time"
@@ -36,11 +37,17 @@ type server struct {
 	admin *admin
 	// stopDemo ends the --demo writer; nil without --demo.
 	stopDemo func()
+	// closeAuth stops what the auth mode runs (a JWKS refresher).
+	closeAuth func()
 }
 
 // newServer connects to Redis and wires its sources, the hub and the sink
 // to the HTTP routes. It listens but does not serve yet.
 func newServer(ctx context.Context, cfg Config, logger *slog.Logger) (*server, error) {
+	origins, err := handlers.ParseOrigins(cfg.AllowOrigins)
+	if err != nil {
+		return nil, fmt.Errorf("allow-origin: %w", err)
+	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	rc, err := redis.Open(ctx, redis.Options{
@@ -65,10 +72,17 @@ func newServer(ctx context.Context, cfg Config, logger *slog.Logger) (*server, e
 	})
 	sink := sse.NewSink(sse.SinkOptions{
 		Heartbeat: cfg.Heartbeat, Retry: cfg.Retry, WriteTimeout: cfg.WriteTimeout,
-		QueueBytes: cfg.QueueBytes, MaxQueuedBytes: cfg.MaxQueuedBytes, AllowOrigin: singleOrigin(cfg.AllowOrigins),
+		QueueBytes: cfg.QueueBytes, MaxQueuedBytes: cfg.MaxQueuedBytes,
 		Metrics: sse.NewMetrics(reg), Logger: logger,
 	})
 	gate, maxRequests := streamLimits(cfg, reg, logger)
+	authn, authCookie, closeAuth, err := authenticator(ctx, cfg, rc, logger)
+	if err != nil {
+		sink.Close()
+		hub.Close()
+		rc.Close()
+		return nil, err
+	}
 
 	app := fiber.New(fiber.Config{
 		DisableStartupMessage: true,
@@ -96,14 +110,17 @@ func newServer(ctx context.Context, cfg Config, logger *slog.Logger) (*server, e
 		ExposeChannels:  cfg.ExposeChannels,
 		PublishToken:    cfg.PublishToken,
 		PublishMaxBytes: cfg.PublishMax,
-		AllowOrigin:     singleOrigin(cfg.AllowOrigins),
-		AllowOrigins:    cfg.AllowOrigins,
+		AllowOrigins:    origins,
+		AuthCookie:      authCookie,
 		DefaultDB:       rc.DB,
 		Databases:       rc.Databases,
 		ExposeDB:        cfg.ExposeDB,
 		Ready:           rc.Ready,
 		Metrics:         promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}),
 		Public:          public.Files,
+	}
+	if authn != nil {
+		routes.Auth = authn
 	}
 	if rc.KeyWatches != nil { // a nil pointer would make a non-nil interface
 		routes.KeyWatches = rc.KeyWatches
@@ -116,6 +133,7 @@ func newServer(ctx context.Context, cfg Config, logger *slog.Logger) (*server, e
 
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
+		closeAuth()
 		hub.Close()
 		rc.Close()
 		return nil, err
@@ -133,12 +151,13 @@ func newServer(ctx context.Context, cfg Config, logger *slog.Logger) (*server, e
 	if cfg.AdminListen != "" {
 		if adm, err = startAdmin(cfg.AdminListen, metrics, logger); err != nil {
 			ln.Close()
+			closeAuth()
 			hub.Close()
 			rc.Close()
 			return nil, err
 		}
 	}
-	s := &server{logger: logger, redis: rc, hub: hub, sink: sink, gate: gate, app: app, ln: ln, admin: adm}
+	s := &server{logger: logger, redis: rc, hub: hub, sink: sink, gate: gate, app: app, ln: ln, admin: adm, closeAuth: closeAuth}
 	if cfg.Demo {
 		s.stopDemo = rc.StartDemo(demoTick, logger)
 	}
@@ -163,15 +182,7 @@ func (s *server) shutdown(timeout time.Duration) {
 	if s.admin != nil {
 		s.admin.shutdown(timeout)
 	}
+	s.closeAuth()
 	s.hub.Close()
 	s.redis.Close()
-}
-
-// singleOrigin is the old single --allow-origin value (until cors.go sends
-// the matching origin per request).
-func singleOrigin(l []string) string {
-	if len(l) == 1 {
-		return l[0]
-	}
-	return ""
 }

@@ -32,14 +32,18 @@ func (h *handler) apiKey(c *fiber.Ctx) error {
 	if err := h.checkDB(h.cfg.DefaultDB); err != nil { // the database values are read from
 		return err
 	}
+	who := identity(c)
+	if err := h.scopeDB(who, h.cfg.DefaultDB); err != nil {
+		return err
+	}
+	if !who.Scopes.Keys.AllowsName(k) {
+		return outOfScope("key", k)
+	}
 	ctx, cancel := context.WithTimeout(c.UserContext(), 5*time.Second)
 	defer cancel()
 	st, err := h.cfg.Values.Read(ctx, k)
 	if err != nil {
 		return apiError(c, fiber.StatusServiceUnavailable, "reading from Redis failed: "+err.Error())
-	}
-	if h.cfg.AllowOrigin != "" {
-		c.Set(fiber.HeaderAccessControlAllowOrigin, h.cfg.AllowOrigin)
 	}
 	c.Set(fiber.HeaderCacheControl, "no-cache")
 	if !st.Exists {

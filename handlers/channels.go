@@ -5,6 +5,7 @@ import (
 	"net/url"
 	"strconv"
 
+	"github.com/keyflux/keyflux/handlers/auth"
 	"github.com/keyflux/keyflux/streams"
 )
 
@@ -14,7 +15,7 @@ const maxNameLength = 1024
 
 // channels is the source of GET /streams/channels/<channel> and
 // GET /streams/channels?pattern=<glob>.
-func channels(_ context.Context, h *handler, path string, params url.Values) (request, error) {
+func channels(_ context.Context, h *handler, who *auth.Identity, path string, params url.Values) (request, error) {
 	if err := only(params, "pattern", "encoding"); err != nil {
 		return request{}, err
 	}
@@ -62,6 +63,12 @@ func channels(_ context.Context, h *handler, path string, params url.Values) (re
 	}
 	if !q.Pattern && !h.cfg.ExposeChannels.AllowsKey(q.Name) {
 		return request{}, forbidden("channel " + strconv.Quote(q.Name) + " is outside the exposed prefixes")
+	}
+	if q.Pattern && !who.Scopes.Channels.AllowsGlob(q.Name) {
+		return request{}, forbidden("pattern " + strconv.Quote(q.Name) + " may reach channels outside your scopes")
+	}
+	if !q.Pattern && !who.Scopes.Channels.AllowsName(q.Name) {
+		return request{}, outOfScope("channel", q.Name)
 	}
 	return single(h.cfg.Channels.Stream(q))
 }

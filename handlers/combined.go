@@ -10,6 +10,7 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 
+	"github.com/keyflux/keyflux/handlers/auth"
 	"github.com/keyflux/keyflux/streams"
 )
 
@@ -55,7 +56,7 @@ func (h *handler) combined(c *fiber.Ctx) error {
 	var joins []streams.Join
 	seen := map[string]bool{}
 	for _, sub := range subs {
-		req, name, err := h.sub(c.UserContext(), sub)
+		req, name, err := h.sub(c.UserContext(), identity(c), sub)
 		if err != nil {
 			return err
 		}
@@ -69,7 +70,7 @@ func (h *handler) combined(c *fiber.Ctx) error {
 }
 
 // sub parses one "<name>:<source>[/<name>][?<query>]".
-func (h *handler) sub(ctx context.Context, s string) (request, string, error) {
+func (h *handler) sub(ctx context.Context, who *auth.Identity, s string) (request, string, error) {
 	name, rest, ok := strings.Cut(s, ":")
 	if !ok || !subName.MatchString(name) {
 		return request{}, "", invalid("sub " + strconv.Quote(s) + ": want <name>:<stream>?<query>, the name of letters, digits, _ and -")
@@ -92,7 +93,7 @@ func (h *handler) sub(ctx context.Context, s string) (request, string, error) {
 			return request{}, "", invalid("sub " + strconv.Quote(name) + ": " + common + " applies to the whole stream")
 		}
 	}
-	req, err := h.request(ctx, parse, arg, q)
+	req, err := h.request(ctx, parse, who, arg, q)
 	if err != nil {
 		if br, ok := err.(*badRequest); ok {
 			br.msg = "sub " + strconv.Quote(name) + ": " + br.msg

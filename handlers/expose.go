@@ -4,6 +4,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/keyflux/keyflux/handlers/auth"
 )
 
 // Expose lists the key prefixes clients may watch; empty means every key.
@@ -46,6 +48,15 @@ func (e Expose) allows(s string) bool {
 		}
 	}
 	return false
+}
+
+// scopeDB says whether who may use database db (403 otherwise); checkDB
+// has said whether anyone may.
+func (h *handler) scopeDB(who *auth.Identity, db int) error {
+	if !who.Scopes.AllowsDB(db, h.cfg.DefaultDB) {
+		return forbidden("db " + strconv.Itoa(db) + " is outside your scopes")
+	}
+	return nil
 }
 
 // checkDB says whether clients may use database db: 400 for one Redis does

@@ -50,14 +50,13 @@ type Config struct {
 	Databases int
 	// ExposeDB lists the databases clients may stream; nil: DefaultDB only.
 	ExposeDB []int
-	// AllowOrigin, when set, is sent as Access-Control-Allow-Origin by the API.
-	// (Being replaced by AllowOrigins: see cors.go.)
-	AllowOrigin string
 	// AllowOrigins are the origins whose pages may use the API and streams
 	// with credentials (CORS); ["*"]: any origin, without credentials.
 	AllowOrigins []string
 	// Auth finds each request's identity; nil: --auth none.
 	Auth auth.Authenticator
+	// AuthCookie is the cookie Auth reads, told to pages that must set it.
+	AuthCookie string
 	// Ready says why streams cannot be served as promised (Redis does not
 	// answer, keyspace notifications are off); nil when they can.
 	Ready func(ctx context.Context) error
@@ -78,6 +77,11 @@ func Register(app *fiber.App, cfg Config) {
 	if cfg.Metrics != nil {
 		app.Get("/metrics", adaptor.HTTPHandler(cfg.Metrics))
 	}
+	useCORS(app, cfg) // before identify: preflights carry no credentials
+	// Everything that reads or writes Redis data needs an identity.
+	app.Use("/streams", h.identify)
+	app.Use("/api", h.identify)
+	app.Get("/api/identity", h.apiIdentity)
 	streamRoute(app, "/streams", h.combined)
 	streamRoute(app, "/streams/keyspace", h.serve(keyspace))
 	streamRoute(app, "/streams/keys", h.serve(keyWatch))

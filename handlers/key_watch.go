@@ -7,6 +7,7 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 
+	"github.com/keyflux/keyflux/handlers/auth"
 	"github.com/keyflux/keyflux/streams"
 )
 
@@ -14,7 +15,7 @@ import (
 // key, then its updates and deletes. Each key is a topic of its own, shared
 // by every client watching that key in whatever company; the client's
 // topics form one group, so it gets a single "connected" event.
-func keyWatch(_ context.Context, h *handler, _ string, params url.Values) (request, error) {
+func keyWatch(_ context.Context, h *handler, who *auth.Identity, _ string, params url.Values) (request, error) {
 	if h.cfg.KeyWatches == nil {
 		return request{}, &badRequest{status: fiber.StatusServiceUnavailable,
 			msg: "key watches need client-side caching: Redis 6 or newer, speaking RESP3"}
@@ -25,7 +26,10 @@ func keyWatch(_ context.Context, h *handler, _ string, params url.Values) (reque
 	if err := h.checkDB(h.cfg.DefaultDB); err != nil { // the database watches read
 		return request{}, err
 	}
-	keys, err := h.watchedKeys(params["key"])
+	if err := h.scopeDB(who, h.cfg.DefaultDB); err != nil {
+		return request{}, err
+	}
+	keys, err := h.watchedKeys(who, params["key"])
 	if err != nil {
 		return request{}, err
 	}
@@ -38,7 +42,7 @@ func keyWatch(_ context.Context, h *handler, _ string, params url.Values) (reque
 
 // watchedKeys validates the repeated key parameter, without duplicates and
 // in the order given.
-func (h *handler) watchedKeys(raw []string) ([]string, error) {
+func (h *handler) watchedKeys(who *auth.Identity, raw []string) ([]string, error) {
 	if len(raw) == 0 {
 		return nil, invalid("give at least one key: /streams/keys?key=a&key=b")
 	}
@@ -59,6 +63,9 @@ func (h *handler) watchedKeys(raw []string) ([]string, error) {
 	for _, k := range keys {
 		if !h.cfg.Expose.AllowsKey(k) {
 			return nil, forbidden("key " + strconv.Quote(k) + " is outside the exposed prefixes")
+		}
+		if !who.Scopes.Keys.AllowsName(k) {
+			return nil, outOfScope("key", k)
 		}
 	}
 	return keys, nil

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/keyflux/keyflux/handlers/auth"
 	"github.com/keyflux/keyflux/streams"
 )
 
@@ -21,7 +22,7 @@ var eventName = regexp.MustCompile(`^[a-z][a-z0-9_-]{0,63}$`)
 // keyspace is the source of GET /streams/keyspace?pattern=&events=&db=. It
 // validates and normalises the query, so equal streams share one topic
 // whatever the parameter order or duplicates.
-func keyspace(_ context.Context, h *handler, _ string, params url.Values) (request, error) {
+func keyspace(_ context.Context, h *handler, who *auth.Identity, _ string, params url.Values) (request, error) {
 	if err := only(params, "pattern", "events", "db", "values"); err != nil {
 		return request{}, err
 	}
@@ -82,6 +83,12 @@ func keyspace(_ context.Context, h *handler, _ string, params url.Values) (reque
 	}
 	if !h.cfg.Expose.AllowsPattern(q.Pattern) {
 		return request{}, forbidden("pattern " + strconv.Quote(q.Pattern) + " reaches keys outside the exposed prefixes")
+	}
+	if err := h.scopeDB(who, q.DB); err != nil {
+		return request{}, err
+	}
+	if !who.Scopes.Keys.AllowsGlob(q.Pattern) {
+		return request{}, forbidden("pattern " + strconv.Quote(q.Pattern) + " may reach keys outside your scopes")
 	}
 	return single(h.cfg.Keyspace.Stream(q))
 }

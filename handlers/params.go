@@ -25,6 +25,7 @@ func query(c *fiber.Ctx) (url.Values, error) {
 	if err != nil {
 		return nil, invalid("query: " + err.Error())
 	}
+	q.Del("access_token") // read by auth, never by a source or a log
 	return q, nil
 }
 

@@ -5,6 +5,8 @@ import (
 	"net/url"
 	"testing"
 
+	"github.com/keyflux/keyflux/handlers/auth"
+
 	"go.uber.org/goleak"
 
 	"github.com/keyflux/keyflux/streams"
@@ -44,19 +46,21 @@ func FuzzStreamQuery(f *testing.F) {
 		f.Add(seed)
 	}
 	h := testHandler("user:", "a")
+	// A tenant's identity: its scopes are checked on every parse as well.
+	who := &auth.Identity{Mode: auth.ModeJWT, Scopes: auth.Scopes{Keys: auth.Selectors{"user:4*", "a"}, AnyDB: true}}
 	f.Fuzz(func(t *testing.T, raw string) {
 		q, err := url.ParseQuery(raw)
 		if err != nil {
 			return
 		}
-		req, err := h.request(context.Background(), keyspace, "", q)
+		req, err := h.request(context.Background(), keyspace, who, "", q)
 		if err != nil {
 			if _, ok := err.(*badRequest); !ok {
 				t.Fatalf("%q: error %T %v is not a client error", raw, err, err)
 			}
 			return
 		}
-		again, err := h.request(context.Background(), keyspace, "", q)
+		again, err := h.request(context.Background(), keyspace, who, "", q)
 		if err != nil || again.specs[0].Key() != req.specs[0].Key() {
 			t.Fatalf("%q: parsed twice to %q and %q (%v)", raw, req.specs[0].Key(), again.specs[0].Key(), err)
 		}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 
+	"github.com/keyflux/keyflux/handlers/auth"
 	"github.com/keyflux/keyflux/streams"
 )
 
@@ -67,15 +68,28 @@ func (h *handler) publishStreamLog(c *fiber.Ctx) error {
 	return c.Status(fiber.StatusCreated).JSON(fiber.Map{"id": id})
 }
 
-// publishRequest checks what both publishing routes share: publishing is
-// on, the caller holds the token, the name is valid and exposed, and the
-// body is within the limit.
-func (h *handler) publishRequest(c *fiber.Ctx, what string, expose Expose) (string, []byte, error) {
-	if h.cfg.PublishToken == "" {
-		return "", nil, forbidden("publishing is disabled: start Keyflux with --publish-token (KEYFLUX_PUBLISH_TOKEN)")
-	}
+// publisher is the caller holding --publish-token: a back-end, allowed to
+// publish to every exposed channel and stream key whatever the auth mode.
+var publisher = &auth.Identity{Mode: "publish-token", Subject: "publish-token",
+	Scopes: auth.Scopes{Publish: auth.All, AnyDB: true}}
+
+// isPublisher reports whether the request carries --publish-token.
+func (h *handler) isPublisher(c *fiber.Ctx) bool {
 	got, ok := bearerToken(c.Get(fiber.HeaderAuthorization))
-	if !ok || subtle.ConstantTimeCompare([]byte(got), []byte(h.cfg.PublishToken)) != 1 {
+	return ok && h.cfg.PublishToken != "" &&
+		subtle.ConstantTimeCompare([]byte(got), []byte(h.cfg.PublishToken)) == 1
+}
+
+// publishRequest checks what both publishing routes share: the caller may
+// publish (with --auth none, by holding --publish-token; with auth on,
+// also by an identity whose publish scope covers the name), the name is
+// valid and exposed, and the body is within the limit.
+func (h *handler) publishRequest(c *fiber.Ctx, what string, expose Expose) (string, []byte, error) {
+	who := identity(c)
+	if h.cfg.Auth == nil && who != publisher {
+		if h.cfg.PublishToken == "" {
+			return "", nil, forbidden("publishing is disabled: start Keyflux with --publish-token (KEYFLUX_PUBLISH_TOKEN)")
+		}
 		c.Set(fiber.HeaderWWWAuthenticate, `Bearer realm="keyflux"`)
 		return "", nil, &badRequest{status: fiber.StatusUnauthorized, msg: "missing or wrong publish token (Authorization: Bearer <token>)"}
 	}
@@ -88,6 +102,12 @@ func (h *handler) publishRequest(c *fiber.Ctx, what string, expose Expose) (stri
 	}
 	if !expose.AllowsKey(name) {
 		return "", nil, forbidden(what + " " + strconv.Quote(name) + " is outside the exposed prefixes")
+	}
+	if err := h.scopeDB(who, h.cfg.DefaultDB); err != nil {
+		return "", nil, err
+	}
+	if !who.Scopes.Publish.AllowsName(name) {
+		return "", nil, forbidden("publishing to " + what + " " + strconv.Quote(name) + " is outside your scopes")
 	}
 	body := c.Body()
 	if len(body) > h.cfg.PublishMaxBytes {

@@ -8,6 +8,8 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 
+	"github.com/keyflux/keyflux/handlers/auth"
+	"github.com/keyflux/keyflux/handlers/sse"
 	"github.com/keyflux/keyflux/streams"
 )
 
@@ -17,7 +19,7 @@ const maxIDLength = 128
 // the path names after the source (a channel, a stream key; "" when
 // nothing), q the query. Every stream endpoint and every sub= of a combined
 // stream goes through one.
-type source func(ctx context.Context, h *handler, name string, q url.Values) (request, error)
+type source func(ctx context.Context, h *handler, who *auth.Identity, name string, q url.Values) (request, error)
 
 // request is what a source asks for: usually one spec; a key watch is one
 // spec per key, seen by the client as one stream (group is then the data of
@@ -49,7 +51,7 @@ func (h *handler) serve(src source) fiber.Handler {
 		if err != nil {
 			return err
 		}
-		req, err := h.request(c.UserContext(), src, strings.Clone(c.Params("*")), q)
+		req, err := h.request(c.UserContext(), src, identity(c), strings.Clone(c.Params("*")), q)
 		if err != nil {
 			return err
 		}
@@ -58,8 +60,8 @@ func (h *handler) serve(src source) fiber.Handler {
 }
 
 // request is src's request with its operators after every spec.
-func (h *handler) request(ctx context.Context, src source, name string, q url.Values) (request, error) {
-	req, err := src(ctx, h, name, q)
+func (h *handler) request(ctx context.Context, src source, who *auth.Identity, name string, q url.Values) (request, error) {
+	req, err := src(ctx, h, who, name, q)
 	if err != nil {
 		return request{}, err
 	}
@@ -100,6 +102,10 @@ func lastEventID(c *fiber.Ctx, q url.Values) (string, error) {
 // policy). Nothing is subscribed until the connection is handed over, so a
 // request that fails before that leaves nothing behind.
 func (h *handler) stream(c *fiber.Ctx, q url.Values, joins []streams.Join) error {
+	who := identity(c)
+	if expired(who) {
+		return h.unauthenticated(c, &auth.InvalidError{Reason: "token expired"})
+	}
 	lastID, err := lastEventID(c, q)
 	if err != nil {
 		return err
@@ -113,6 +119,7 @@ func (h *handler) stream(c *fiber.Ctx, q url.Values, joins []streams.Join) error
 		return hub.SubscribeAll(joins, r, lastID)
 	}
 	sink := h.cfg.Sink
+	header := h.corsHeader(c)  // the sink writes the head: Fiber's headers are not sent
 	release, err := h.admit(c) // after validation: bad input costs no token
 	if err != nil {
 		return err
@@ -121,8 +128,8 @@ func (h *handler) stream(c *fiber.Ctx, q url.Values, joins []streams.Join) error
 	ctx.HijackSetNoResponse(true)
 	ctx.Hijack(func(conn net.Conn) {
 		conn = socket(conn) // kept after this returns
-		if err := sink.Serve(conn, policy, subscribe, release); err != nil {
-			h.refuse(conn, err) // nothing was written yet: a real error response
+		if err := sink.Serve(conn, sse.Stream{Policy: policy, Header: header, Until: until(who), Subscribe: subscribe}, release); err != nil {
+			h.refuse(conn, err, header) // nothing was written yet: a real error response
 		}
 	})
 	return nil

@@ -9,6 +9,7 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 
+	"github.com/keyflux/keyflux/handlers/auth"
 	"github.com/keyflux/keyflux/streams"
 )
 
@@ -16,7 +17,7 @@ const maxBacklog = 10000
 
 // streamLog is the source of GET /streams/log/<stream-key>?from=<id>|backlog=<n>:
 // a Redis Stream, tailed with exact resume.
-func streamLog(ctx context.Context, h *handler, path string, params url.Values) (request, error) {
+func streamLog(ctx context.Context, h *handler, who *auth.Identity, path string, params url.Values) (request, error) {
 	if err := only(params, "from", "backlog"); err != nil {
 		return request{}, err
 	}
@@ -55,6 +56,12 @@ func streamLog(ctx context.Context, h *handler, path string, params url.Values) 
 	}
 	if !h.cfg.Expose.AllowsKey(q.Key) {
 		return request{}, forbidden("stream key " + strconv.Quote(q.Key) + " is outside the exposed prefixes")
+	}
+	if err := h.scopeDB(who, h.cfg.DefaultDB); err != nil {
+		return request{}, err
+	}
+	if !who.Scopes.Streams.AllowsName(q.Key) {
+		return request{}, outOfScope("stream key", q.Key)
 	}
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()

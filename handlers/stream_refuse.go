@@ -19,8 +19,9 @@ const topicsRetryAfter = 5 * time.Second
 
 // refuse answers a hijacked stream request whose subscription failed before
 // the response head was written, with a JSON error like any other route's,
-// and closes the connection.
-func (h *handler) refuse(conn net.Conn, err error) {
+// and closes the connection. header is the stream's CORS header lines, so
+// that a page can read why.
+func (h *handler) refuse(conn net.Conn, err error, header string) {
 	defer conn.Close()
 	status, msg := fiber.StatusInternalServerError, "internal error"
 	switch {
@@ -36,9 +37,7 @@ func (h *handler) refuse(conn net.Conn, err error) {
 	if status == fiber.StatusServiceUnavailable {
 		resp.Header.Set(fiber.HeaderRetryAfter, strconv.Itoa(int(topicsRetryAfter/time.Second)))
 	}
-	if h.cfg.AllowOrigin != "" {
-		resp.Header.Set(fiber.HeaderAccessControlAllowOrigin, h.cfg.AllowOrigin)
-	}
+	eachHeaderLine(header, func(name, value string) { resp.Header.Add(name, value) })
 	resp.SetConnectionClose()
 	resp.SetBody(body)
 	_ = conn.SetWriteDeadline(time.Now().Add(time.Second))

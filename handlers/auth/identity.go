@@ -69,6 +69,9 @@ type Identity struct {
 	// Expires is when the identity stops being valid (zero: never by time).
 	// A stream ends at this moment with an auth-expired event.
 	Expires time.Time
+	// SessionExpires is when a Spring session expires unless it is used
+	// again (zero otherwise); shown to the user, it ends nothing by itself.
+	SessionExpires time.Time
 	// ending, when set, says when the identity ends before Expires (a
 	// session deleted or expired in Redis).
 	ending Ending

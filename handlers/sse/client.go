@@ -48,8 +48,12 @@ type client struct {
 	flushing bool
 	overflow bool
 	closed   bool
-	subs     []*streams.Subscription
-	room     chan struct{} // closed when the queue is taken for writing or the client closes
+	// ending: Stream.Until's end has queued the last frame; nothing more
+	// is queued, and the flush closes the client once the queue is written.
+	ending  bool
+	stopEnd func() // what Stream.Until returned; run on release
+	subs    []*streams.Subscription
+	room    chan struct{} // closed when the queue is taken for writing or the client closes
 }
 
 // Send implements streams.Receiver. It runs under the hub's topic lock, so
@@ -64,12 +68,12 @@ func (c *client) Send(f *streams.Frame) bool {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	ok := fits && !c.closed && !c.overflow && c.queued+n <= k.opts.QueueBytes
+	ok := fits && !c.closed && !c.overflow && !c.ending && c.queued+n <= k.opts.QueueBytes
 	if !ok && fits {
 		k.budget.give(n)
 	}
 	switch {
-	case c.closed || c.overflow:
+	case c.closed || c.overflow || c.ending:
 		return false
 	case ok:
 		if c.queue == nil {
@@ -132,6 +136,8 @@ func (c *client) shed() {
 	case c.overflow: // cut off already, its last write still stuck
 		c.abortWrite()
 		return
+	case c.ending: // memory first: its last frame is lost, a reconnect tells the rest
+		c.cutOff(true)
 	case c.resetWhenSlow:
 		c.reset()
 	default:
@@ -168,7 +174,7 @@ func (c *client) startFlush() {
 func (c *client) WaitRoom(ctx context.Context) bool {
 	for {
 		c.mu.Lock()
-		if c.closed || c.overflow {
+		if c.closed || c.overflow || c.ending {
 			c.mu.Unlock()
 			return false
 		}
@@ -203,7 +209,7 @@ func (c *client) flush() {
 	defer c.sink.flushes.Done()
 	for {
 		c.mu.Lock()
-		q, overflow, closed := c.queue, c.overflow, c.closed
+		q, overflow, closed, ending := c.queue, c.overflow, c.closed, c.ending
 		c.inflight, c.queue, c.queued = c.queued, nil, 0
 		c.signalRoom()
 		if closed || overflow || q == nil {
@@ -212,9 +218,13 @@ func (c *client) flush() {
 			recycle(q)
 			c.flushing = false
 			c.mu.Unlock()
-			if overflow && !closed {
+			switch {
+			case closed:
+			case overflow:
 				c.finish(": slow consumer: more than " + strconv.Itoa(c.sink.opts.QueueBytes) +
 					" bytes queued, disconnecting; reconnect resumes with Last-Event-ID\n\n")
+			case ending:
+				c.close("ended with a last event")
 			}
 			return
 		}
@@ -283,8 +293,13 @@ func (c *client) release(reason string, closeConn bool) {
 	subs := c.subs
 	c.subs = nil
 	hangup := c.hangup
+	stopEnd := c.stopEnd
+	c.stopEnd = nil
 	c.mu.Unlock()
 
+	if stopEnd != nil {
+		stopEnd()
+	}
 	c.timer.Stop()
 	for _, s := range subs {
 		s.Close()
@@ -298,6 +313,47 @@ func (c *client) release(reason string, closeConn bool) {
 	c.sink.opts.Logger.Debug("stream closed", "remote", c.conn.RemoteAddr(), "reason", reason)
 	c.sink.remove(c)
 	runAll(c.ended)
+}
+
+// watchEnd hands Stream.Until the client's end and keeps what stops it.
+// until may call end before it returns.
+func (c *client) watchEnd(until func(end func(last *streams.Frame)) (stop func())) {
+	stop := until(c.end)
+	if stop == nil {
+		return
+	}
+	c.mu.Lock()
+	if !c.closed {
+		c.stopEnd = stop
+		c.mu.Unlock()
+		return
+	}
+	c.mu.Unlock()
+	stop() // ended meanwhile: release ran without it
+}
+
+// end queues last (nil: none) behind everything queued, whatever the
+// queue limit, refuses everything after it, and has the flush close the
+// client once the queue is written. WriteTimeout bounds how long that takes
+// for a client that does not read. Harmless once the client has ended.
+func (c *client) end(last *streams.Frame) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed || c.overflow || c.ending {
+		return
+	}
+	c.ending = true
+	if last != nil {
+		n := len(last.Bytes)
+		c.sink.budget.force(n)
+		if c.queue == nil {
+			c.queue = batches.Get().(*net.Buffers)
+		}
+		*c.queue = append(*c.queue, last.Bytes)
+		c.queued += n
+	}
+	c.signalRoom() // a paced replay stops waiting
+	c.startFlush()
 }
 
 func runAll(fs []func()) {

@@ -37,7 +37,7 @@ func TestDropDuringServeLeaksAWatch(t *testing.T) {
 
 	_, srv := loopback(t)
 	conn.TCPConn = srv
-	k.Serve(conn, SlowDisconnect, func(streams.Receiver) ([]*streams.Subscription, error) { return nil, nil })
+	k.Serve(conn, Stream{Subscribe: func(streams.Receiver) ([]*streams.Subscription, error) { return nil, nil }})
 	close(conn.release)
 	<-dropped
 

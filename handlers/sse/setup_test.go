@@ -132,6 +132,12 @@ func loopback(t *testing.T) (cli, srv *net.TCPConn) {
 // probes and a stalled stream resumes only after seconds.)
 func dial(t *testing.T, k *testSink, policy Policy, subscribe SubscribeFunc, small bool) *peer {
 	t.Helper()
+	return dialStream(t, k, Stream{Policy: policy, Subscribe: subscribe}, small)
+}
+
+// dialStream is dial with all of a Stream.
+func dialStream(t *testing.T, k *testSink, s Stream, small bool) *peer {
+	t.Helper()
 	cli, srv := loopback(t)
 	p := &peer{t: t, conn: cli}
 	if small {
@@ -147,20 +153,32 @@ func dial(t *testing.T, k *testSink, policy Policy, subscribe SubscribeFunc, sma
 		t.Fatal(err)
 	}
 	p.srv = srv
-	p.served = k.Serve(srv, policy, func(r streams.Receiver) ([]*streams.Subscription, error) {
+	s.Subscribe = p.subscribe(s.Subscribe)
+	p.served = k.Serve(srv, s)
+	return p
+}
+
+// subscribe wraps subscribe (nil: no subscriptions) to record the receiver.
+func (p *peer) subscribe(subscribe SubscribeFunc) SubscribeFunc {
+	return func(r streams.Receiver) ([]*streams.Subscription, error) {
 		p.recv = r.(*client)
 		if subscribe == nil {
 			return nil, nil
 		}
 		return subscribe(r)
-	})
-	return p
+	}
 }
 
 // open is dial, then reading the response head and the retry field.
 func open(t *testing.T, k *testSink, policy Policy, subscribe SubscribeFunc, small bool) *peer {
 	t.Helper()
-	p := dial(t, k, policy, subscribe, small)
+	return openStream(t, k, Stream{Policy: policy, Subscribe: subscribe}, small)
+}
+
+// openStream is open with all of a Stream.
+func openStream(t *testing.T, k *testSink, s Stream, small bool) *peer {
+	t.Helper()
+	p := dialStream(t, k, s, small)
 	p.body = bufio.NewReader(p.conn)
 	var head strings.Builder
 	for !strings.HasSuffix(head.String(), "\r\n\r\n") {

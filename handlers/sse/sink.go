@@ -28,10 +28,8 @@ type SinkOptions struct {
 	// clients together; past it the clients furthest behind get their
 	// slow policy first.
 	MaxQueuedBytes int
-	// AllowOrigin, when set, is sent as Access-Control-Allow-Origin.
-	AllowOrigin string
-	Metrics     *Metrics
-	Logger      *slog.Logger
+	Metrics        *Metrics
+	Logger         *slog.Logger
 }
 
 // Sink owns the SSE connections. A connection is taken over from fasthttp
@@ -124,21 +122,45 @@ func (k *Sink) Drop(reason string) int {
 // when the client leaves.
 type SubscribeFunc func(r streams.Receiver) ([]*streams.Subscription, error)
 
+// Stream is what one stream asks of the sink besides its connection.
+type Stream struct {
+	// Policy is what happens when the client cannot keep up.
+	Policy Policy
+	// Header is extra lines for the response head (CORS), each ending in
+	// "\r\n"; Serve refuses lines that are not well-formed header fields.
+	Header string
+	// Until, when set, is called once the stream is live (subscribed) with
+	// end, which ends the stream: last (nil: none) is queued after
+	// everything queued before it, even past the queue limit, nothing is
+	// queued after it, and the connection is closed once it is written.
+	// Until may call end at once, from any goroutine; end is harmless once
+	// the stream has ended. Until returns stop, called once when the stream
+	// ends, whichever way (also after end: stop must be harmless then).
+	Until func(end func(last *streams.Frame)) (stop func())
+	// Subscribe joins the client to its streams.
+	Subscribe SubscribeFunc
+}
+
 // Serve takes over a hijacked connection whose request was validated: it
-// joins the client to its streams with subscribe, then writes the response
-// head and returns, leaving the connection to the sink. If subscribe fails,
-// nothing has been written: Serve returns its error and the connection is
-// the caller's again, to answer with an error response and close. ended
-// run once the stream has ended, whichever way (refused included).
-func (k *Sink) Serve(conn net.Conn, policy Policy, subscribe SubscribeFunc, ended ...func()) error {
-	c := &client{sink: k, conn: conn, resetWhenSlow: policy == SlowReset, ended: ended}
+// joins the client to its streams with s.Subscribe, then writes the
+// response head and returns, leaving the connection to the sink. If
+// subscribing fails or s.Header is malformed, nothing has been written:
+// Serve returns the error and the connection is the caller's again, to
+// answer with an error response and close. ended run once the stream has
+// ended, whichever way (refused included).
+func (k *Sink) Serve(conn net.Conn, s Stream, ended ...func()) error {
+	if err := checkHeader(s.Header); err != nil {
+		runAll(ended)
+		return err
+	}
+	c := &client{sink: k, conn: conn, resetWhenSlow: s.Policy == SlowReset, ended: ended}
 	if sc, ok := conn.(syscall.Conn); ok {
 		c.raw, _ = sc.SyscallConn()
 	}
 	// The head is queued first and the flush is held (flushing) until the
 	// client has joined: frames queued meanwhile follow the head, and a
 	// refused stream can still get a real error response instead of a 200.
-	head := k.head()
+	head := k.head(s.Header)
 	k.budget.force(len(head))
 	c.queue = batches.Get().(*net.Buffers)
 	*c.queue = append(*c.queue, head)
@@ -170,7 +192,7 @@ func (k *Sink) Serve(conn net.Conn, policy Policy, subscribe SubscribeFunc, ende
 	}
 	c.mu.Unlock()
 
-	subs, err := subscribe(c)
+	subs, err := s.Subscribe(c)
 	c.mu.Lock()
 	c.subs = subs
 	gone := c.closed
@@ -184,25 +206,25 @@ func (k *Sink) Serve(conn net.Conn, policy Policy, subscribe SubscribeFunc, ende
 		return err
 	}
 	if gone { // dropped while joining: release what it joined
-		for _, s := range subs {
-			s.Close()
+		for _, sub := range subs {
+			sub.Close()
 		}
+	}
+	if s.Until != nil && !gone {
+		c.watchEnd(s.Until)
 	}
 	c.flush() // the head and whatever was queued after it
 	return nil
 }
 
-// head is the HTTP response head and the retry field. The body has no
-// length: it ends when the connection does.
-func (k *Sink) head() []byte {
+// head is the HTTP response head with extra (checked lines), and the retry
+// field. The body has no length: it ends when the connection does.
+func (k *Sink) head(extra string) []byte {
 	h := "HTTP/1.1 200 OK\r\n" +
 		"Content-Type: text/event-stream\r\n" +
 		"Cache-Control: no-cache\r\n" +
 		"X-Accel-Buffering: no\r\n" +
-		"Connection: close\r\n"
-	if k.opts.AllowOrigin != "" {
-		h += "Access-Control-Allow-Origin: " + k.opts.AllowOrigin + "\r\n"
-	}
+		"Connection: close\r\n" + extra
 	return append([]byte(h+"\r\n"), streams.RetryFrame(k.retry()).Bytes...)
 }
 

@@ -27,8 +27,12 @@ func TestServeWritesResponseHead(t *testing.T) {
 		{name: "origin and retry", origin: "https://app.example", retry: 1500 * time.Millisecond, wantRetry: 1500},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			k := newSink(t, SinkOptions{AllowOrigin: c.origin, Retry: c.retry})
-			p := open(t, k, SlowDisconnect, nil, false)
+			k := newSink(t, SinkOptions{Retry: c.retry})
+			var header string
+			if c.origin != "" {
+				header = "Access-Control-Allow-Origin: " + c.origin + "\r\nVary: Origin\r\n"
+			}
+			p := openStream(t, k, Stream{Header: header}, false)
 			r := p.resp
 			if !strings.HasPrefix(p.head, "HTTP/1.1 200 OK\r\n") || r.StatusCode != 200 {
 				t.Fatalf("response head %q", p.head)
@@ -48,10 +52,10 @@ func TestServeWritesResponseHead(t *testing.T) {
 			}
 			origin := r.Header.Values("Access-Control-Allow-Origin")
 			if c.origin == "" && len(origin) != 0 {
-				t.Errorf("Access-Control-Allow-Origin %q sent though AllowOrigin is unset", origin)
+				t.Errorf("Access-Control-Allow-Origin %q sent though no header was passed", origin)
 			}
-			if c.origin != "" && (len(origin) != 1 || origin[0] != c.origin) {
-				t.Errorf("Access-Control-Allow-Origin %q, want %q", origin, c.origin)
+			if c.origin != "" && (len(origin) != 1 || origin[0] != c.origin || r.Header.Get("Vary") != "Origin") {
+				t.Errorf("Access-Control-Allow-Origin %q, Vary %q, want %q and Origin", origin, r.Header.Values("Vary"), c.origin)
 			}
 			// The body has no length: it ends when the connection does.
 			if r.ContentLength != -1 || len(r.TransferEncoding) != 0 {
@@ -542,13 +546,13 @@ func TestSubscribeErrorHandsTheConnectionBack(t *testing.T) {
 	k := newSink(t, SinkOptions{})
 	ended := 0
 	cli, srv := loopback(t)
-	err := k.Serve(srv, SlowDisconnect, func(streams.Receiver) ([]*streams.Subscription, error) {
+	err := k.Serve(srv, Stream{Subscribe: func(streams.Receiver) ([]*streams.Subscription, error) {
 		s, err := h.Subscribe(spec, testkit.NewRecorder(), "")
 		if err != nil {
 			t.Fatal(err)
 		}
 		return []*streams.Subscription{s}, errors.New("no such stream")
-	}, func() { ended++ })
+	}}, func() { ended++ })
 	if err == nil || err.Error() != "no such stream" {
 		t.Fatalf("Serve returned %v", err)
 	}
