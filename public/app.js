@@ -7,6 +7,7 @@ import { CombinedStream } from "./combined.js";
 import { EventLog } from "./log.js";
 import { RateChart } from "./rates.js";
 import { PinPanel } from "./pins.js";
+import { IdentityPanel } from "./identity.js";
 import { clockTime } from "./format.js";
 
 const $ = (id) => document.getElementById(id);
@@ -22,6 +23,18 @@ const pins = new PinPanel({
   list: $("pin-list"), status: $("pins-status"), error: $("pin-error"),
   form: $("pin-form"), input: $("pin-key"),
   onChange: (keys) => setPins(keys),
+});
+
+// Under --auth the streams open only once the server knows who the page is.
+let started = false;
+const identity = new IdentityPanel({
+  who: $("who"), whoText: $("who-text"), whoExpires: $("who-expires"), signOut: $("sign-out"),
+  signin: $("signin"), form: $("token-form"), input: $("token"), error: $("token-error"),
+  notice: $("auth-notice"), noSession: $("no-session"),
+}, {
+  onSignedIn: () => start(),
+  onSignedOut: () => conn.suspend(),
+  onMissing: () => showState("signed-out", {}),
 });
 
 const conn = new CombinedStream({
@@ -49,7 +62,14 @@ const conn = new CombinedStream({
     $("notice").dataset.reason = reason;
     log.marker(`reset · ${reason} · ${at}`);
   },
+  onAuthExpired: (reason) => identity.expired(reason),
   onRefused: (name, message, status, applied) => {
+    if (status === 401) {
+      // No (longer a) valid identity: the identity panel asks for one; the
+      // subscriptions stay as they are and reopen once it is back.
+      identity.refused();
+      return;
+    }
     if (name === "log") {
       showError(fieldOf(message), message);
       showError("form", applied ? `Not applied: the log keeps watching ${applied.pattern}.` : "");
@@ -195,6 +215,7 @@ const STATE_TEXT = {
   live: "Live",
   error: "Refused by the server",
   closed: "Stopped",
+  "signed-out": "Signed out",
 };
 
 let countdown = null;
@@ -218,6 +239,25 @@ function showState(state, d) {
   }
 }
 
-subscribe();
-setPins(pins.keys);
+// start opens the page's stream, or reopens it after a new token.
+function start() {
+  if (started) {
+    conn.restart();
+    return;
+  }
+  started = true;
+  // A token limited to some keys cannot watch "*": start from its first
+  // key scope unless the user chose a pattern.
+  const keys = identity.identity?.scopes?.keys;
+  if ($("pattern").value.trim() === "*" && Array.isArray(keys) && keys.length && !keys.includes("*") &&
+      typeof keys[0] === "string") {
+    $("pattern").value = keys[0];
+  }
+  subscribe();
+  setPins(pins.keys);
+}
+
+identity.check().then((ok) => {
+  if (ok) start();
+});
 document.body.dataset.app = "ready"; // every module loaded and ran

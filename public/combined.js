@@ -27,9 +27,10 @@ export class CombinedStream {
    * onApplied  (subs, before, resumed): the stream now carries subs (name
    *            -> sub) instead of before; resumed when it picks up where the
    *            old one stopped (see resumeFrom)
+   * onAuthExpired (reason): the identity that opened the stream ended
    */
-  constructor({ routes, onState, onReset, onRefused, onApplied }) {
-    Object.assign(this, { routes, onState, onReset, onRefused, onApplied });
+  constructor({ routes, onState, onReset, onRefused, onApplied, onAuthExpired }) {
+    Object.assign(this, { routes, onState, onReset, onRefused, onApplied, onAuthExpired });
     this.want = new Map();
     this.applied = new Map();
     this.stream = null;
@@ -45,7 +46,9 @@ export class CombinedStream {
     this.timer = setTimeout(() => this.apply(), 30);
   }
 
-  async apply() {
+  // apply opens the stream for what is wanted, unless it already runs;
+  // force reopens it all the same (new credentials).
+  async apply(force = false) {
     const gen = ++this.gen;
     this.checking?.abort();
     const want = new Map(this.want);
@@ -54,7 +57,7 @@ export class CombinedStream {
       this.replace(null, want);
       return;
     }
-    if (this.stream && this.stream.path === path && this.stream.state !== "error") return;
+    if (!force && this.stream && this.stream.path === path && this.stream.state !== "error") return;
     if (!this.stream) this.onState("connecting", {});
     const ctl = new AbortController();
     this.checking = ctl;
@@ -79,6 +82,7 @@ export class CombinedStream {
       onEvent: (name, data) => this.route(data.sub)?.onEvent(name, data.data),
       onConnected: (info) => this.route(info?.sub)?.onConnected?.(info),
       onReset: (reason) => this.onReset(reason),
+      onAuthExpired: (reason) => this.onAuthExpired?.(reason),
       onState: (state, d) => {
         if (this.stream?.path !== path) return; // replaced meanwhile
         this.onState(state, d);
@@ -151,6 +155,27 @@ export class CombinedStream {
     const name = m && this.want.has(m[1]) ? m[1] : "";
     this.onRefused(name, m ? m[2] : message, status, this.applied.get(name)?.meta);
     return name;
+  }
+
+  /**
+   * restart reopens the stream with what is wanted, resuming where it
+   * stopped: after a new token, when the old stream was refused or ended.
+   */
+  restart() {
+    clearTimeout(this.timer);
+    if (this.stream?.state === "live") return;
+    this.apply(true);
+  }
+
+  /** suspend closes the connection but keeps what is wanted (signed out). */
+  suspend() {
+    clearTimeout(this.timer);
+    this.gen++;
+    this.checking?.abort();
+    const old = this.stream;
+    this.stream = null;
+    old?.stop(true);
+    this.onState("closed", {});
   }
 
   stop() {

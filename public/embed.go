@@ -7,5 +7,5 @@ import "embed"
 
 // Files are the dashboard's static files, served at /.
 //
-//go:embed index.html style.css app.js combined.js stream.js log.js pins.js rates.js format.js
+//go:embed index.html style.css app.js combined.js stream.js log.js pins.js rates.js format.js identity.js
 var Files embed.FS

@@ -96,10 +96,12 @@ export async function validate(url, signal) {
  *             retryAt (ms epoch) and lastId
  *   onReset   (reason) when the server says events may have been missed
  *   onConnected (info) for each "connected" event
+ *   onAuthExpired (reason) when the identity that opened the stream ended
+ *             (token expired, session ended); the server closes it next
  */
 export class LiveStream {
-  constructor({ path, events, lastId = "", retry, onEvent, onState, onReset, onConnected }) {
-    Object.assign(this, { path, events, onEvent, onState, onReset, onConnected });
+  constructor({ path, events, lastId = "", retry, onEvent, onState, onReset, onConnected, onAuthExpired }) {
+    Object.assign(this, { path, events, onEvent, onState, onReset, onConnected, onAuthExpired });
     this.lastId = lastId;
     this.retry = retry ?? DEFAULT_RETRY_MS;
     this.backoff = 0;
@@ -151,6 +153,10 @@ export class LiveStream {
       seen(ev);
       this.onReset?.(parse(ev.data)?.reason || "reset");
       this.setState(this.state);
+    });
+    es.addEventListener("auth-expired", (ev) => {
+      // No id: the event is about the connection, not the data.
+      this.onAuthExpired?.(parse(ev.data)?.reason ?? "");
     });
     for (const name of this.events) {
       es.addEventListener(name, (ev) => {

@@ -18,6 +18,7 @@ const (
 	modeFanout        = "fanout"
 	modeAmplification = "amplification"
 	modeStalledCrowd  = "stalled-crowd"
+	modeConnect       = "connect"
 
 	// maxClients stays under the 20,000 open files a process may have
 	// here, leaving room for the Redis connection, /metrics and stdio.
@@ -77,6 +78,13 @@ type config struct {
 	Sample   time.Duration // how often RSS is read
 	MaxRSS   int           // MiB; > 0 makes the run fail above it
 
+	// connect
+	N           int    // streams to open, each closed after "connected"
+	Concurrency int    // of them opening at once
+	Path        string // request path and query, on -url's server
+	Token       string // sent as Authorization: Bearer
+	Cookie      string // name=value, sent as Cookie
+
 	target target
 	writer crowdWriter // stalled-crowd: what to write, from -url
 }
@@ -90,6 +98,7 @@ type target struct {
 	pattern    string // the pattern query parameter ("*" if absent)
 	events     string // the events query parameter ("" is every event)
 	db         int    // the db query parameter, 0 if absent
+	header     string // extra request header lines, each ending in CRLF (connect: credentials)
 }
 
 // keyPrefix is the literal part of a pattern such as load:*, under which
@@ -117,6 +126,7 @@ Usage:
                        [-bench-requests N] [-bench-time D] [-redis-benchmark PATH]
   sseload -mode stalled-crowd -redis HOST:PORT [-stalled N] [-eps R] [-size S]
                        [-duration D] [-after D] [-sample D] [-max-rss MiB] [-url URL]
+  sseload -mode connect [-n N] [-concurrency C] [-path PATH] [-token T] [-cookie NAME=VALUE] [-url URL]
 
 Modes:
   idle    Read the server's VmRSS from /proc/PID/status (needs -pid), open
@@ -158,6 +168,12 @@ Modes:
           close the crowd, and follow the server's RSS from /metrics every
           -sample until -after later: start, peak, end, and whether it came
           back within 50 MiB of the start. -max-rss makes that a verdict.
+  connect Open -n streams, -concurrency at a time (1: one after another),
+          each closed once its "connected" event arrives, and print the
+          connect time per stream, from dial to "connected": mean, p50, p99,
+          max. -path replaces the path and query of -url; -token is sent as
+          Authorization: Bearer, -cookie as a Cookie header, so the same run
+          measures a server with and without --auth.
 
 Exit status: 0 the measurement completed cleanly; 1 it ran but a stream
 failed to connect or dropped, events were lost, a stalled stream was not
@@ -179,6 +195,8 @@ Examples (server started with 'ulimit -n 20000; keyflux --listen 127.0.0.1:18080
   sseload -mode amplification -redis 127.0.0.1:6379 \
     -url 'http://127.0.0.1:18080/streams/keyspace?pattern=amp:{n}:*'
   sseload -mode stalled-crowd -redis 127.0.0.1:6379 -url 'http://127.0.0.1:18080/streams/channels/crowd'
+  sseload -mode connect -n 2000 -concurrency 1 -token "$TOKEN" \
+    -url 'http://127.0.0.1:18080' -path '/streams/keyspace?pattern=sensor:*'
 `
 
 // parseConfig reads and checks the flags. It returns flag.ErrHelp for -h.
@@ -191,7 +209,7 @@ func parseConfig(args []string, stderr io.Writer) (config, error) {
 		fs.PrintDefaults()
 		fmt.Fprint(stderr, usageExamples)
 	}
-	fs.StringVar(&c.Mode, "mode", modeIdle, "idle, fanout, amplification or stalled-crowd")
+	fs.StringVar(&c.Mode, "mode", modeIdle, "idle, fanout, amplification, stalled-crowd or connect")
 	fs.StringVar(&c.URL, "url", "http://127.0.0.1:8080/streams/keyspace?pattern=load:*", "stream URL (http, loopback host); amplification: "+
 		modeURL[modeAmplification]+"; stalled-crowd: "+modeURL[modeStalledCrowd])
 	fs.IntVar(&c.Clients, "clients", 1000, "concurrent streams to open (at most "+strconv.Itoa(maxClients)+")")
@@ -217,6 +235,11 @@ func parseConfig(args []string, stderr io.Writer) (config, error) {
 	fs.DurationVar(&c.After, "after", 30*time.Second, "stalled-crowd: how long to follow the server's RSS after the crowd is gone")
 	fs.DurationVar(&c.Sample, "sample", time.Second, "stalled-crowd: how often to read the server's RSS from /metrics")
 	fs.IntVar(&c.MaxRSS, "max-rss", 0, "stalled-crowd: MiB; if set, the run fails when the server's RSS peaks above it or is not back within 50 MiB of the start at the end")
+	fs.IntVar(&c.N, "n", 1000, "connect: streams to open, each closed after its \"connected\" event")
+	fs.IntVar(&c.Concurrency, "concurrency", 1, "connect: streams opening at once (1: one after another)")
+	fs.StringVar(&c.Path, "path", "", "connect: request path and query (e.g. /streams/keyspace?pattern=load:*), replacing -url's")
+	fs.StringVar(&c.Token, "token", "", "connect: token sent as Authorization: Bearer")
+	fs.StringVar(&c.Cookie, "cookie", "", "connect: cookie sent with every request, as name=value")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -237,8 +260,8 @@ func parseConfig(args []string, stderr io.Writer) (config, error) {
 // check validates the flags and resolves the target.
 func (c *config) check() error {
 	switch {
-	case c.Mode != modeIdle && c.Mode != modeFanout && c.Mode != modeAmplification && c.Mode != modeStalledCrowd:
-		return fmt.Errorf("-mode %q: want %s, %s, %s or %s", c.Mode, modeIdle, modeFanout, modeAmplification, modeStalledCrowd)
+	case c.Mode != modeIdle && c.Mode != modeFanout && c.Mode != modeAmplification && c.Mode != modeStalledCrowd && c.Mode != modeConnect:
+		return fmt.Errorf("-mode %q: want %s, %s, %s, %s or %s", c.Mode, modeIdle, modeFanout, modeAmplification, modeStalledCrowd, modeConnect)
 	case c.Clients < 1 || c.Clients > maxClients:
 		return fmt.Errorf("-clients %d: want 1 to %d", c.Clients, maxClients)
 	case !(c.Rate > 0):
@@ -256,6 +279,8 @@ func (c *config) check() error {
 		return c.checkAmplification()
 	case modeStalledCrowd:
 		return c.checkStalledCrowd()
+	case modeConnect:
+		return c.checkConnect()
 	}
 	if c.Mode == modeIdle {
 		if c.Hold < 0 || c.Settle < 0 {
@@ -342,6 +367,8 @@ func (c *config) streams() int {
 		return c.Parallel
 	case modeStalledCrowd:
 		return c.Stalled
+	case modeConnect:
+		return c.Concurrency
 	}
 	return c.Clients + c.Stalled
 }

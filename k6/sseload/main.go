@@ -1,6 +1,6 @@
 // Command sseload is Keyflux's own load tool. It opens many Server-Sent
 // Event streams against a running Keyflux, on loopback only, and measures
-// one of four things:
+// one of five things:
 //
 //   - idle: what an open but silent stream costs the server, as resident
 //     memory per stream (from /proc/<pid>/status) while every stream is
@@ -14,7 +14,9 @@
 //     subscriptions, topics, goroutines, RSS) and what that does to
 //     Redis's SET throughput, against a Redis no Keyflux uses;
 //   - stalled-crowd: the server's RSS over time while thousands of clients
-//     that never read sit on a busy stream, and after they leave.
+//     that never read sit on a busy stream, and after they leave;
+//   - connect: the time from dial to the "connected" event per stream, with
+//     a bearer token or cookie if given, to show what authentication costs.
 //
 // It exists beside the k6 script (keyspace-stream.js) because k6 spends a
 // VU, and its memory, per stream and has no view of the Redis writes, so it
@@ -85,6 +87,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = runAmplification(ctx, cfg, stdout, stderr)
 	case modeStalledCrowd:
 		err = runStalledCrowd(ctx, cfg, stdout, stderr)
+	case modeConnect:
+		err = runConnect(ctx, cfg, stdout, stderr)
 	}
 	switch {
 	case err == nil:

@@ -69,7 +69,7 @@ func handshake(ctx context.Context, t target) (conn net.Conn, body io.Reader, er
 		"Host: " + t.host + "\r\n" +
 		"Accept: text/event-stream\r\n" +
 		"Cache-Control: no-cache\r\n" +
-		"User-Agent: keyflux-sseload\r\n\r\n"
+		"User-Agent: keyflux-sseload\r\n" + t.header + "\r\n"
 	if _, err := io.WriteString(conn, req); err != nil {
 		conn.Close()
 		return nil, nil, err
