@@ -16,7 +16,7 @@ func authenticator(ctx context.Context, cfg Config, rc *redis.Conn, logger *slog
 	switch cfg.Auth {
 	case auth.ModeJWT:
 		j, err := auth.NewJWT(ctx, auth.JWTOptions{
-			Key: cfg.JWT.Key, PublicKey: cfg.JWT.PublicKey, JWKS: cfg.JWT.JWKS,
+			Key: cfg.JWT.Key, PublicKey: cfg.JWT.PublicKey, JWKS: cfg.JWT.JWKS, Refresh: cfg.JWT.Refresh,
 			Leeway: cfg.JWT.Leeway, Issuer: cfg.JWT.Issuer, Audience: cfg.JWT.Audience,
 			Cookie: cfg.JWT.Cookie, Logger: logger,
 		})

@@ -176,3 +176,31 @@ func TestAuthJWKSFile(t *testing.T) {
 	refused(t, k, b.sign(t, "a"), "kid a signed by another key")
 	refused(t, k, a.sign(t, ""), "an empty kid")
 }
+
+// TestAuthJWKSFileRotation: a JWKS file rewritten with another key is
+// picked up at the next --jwt-jwks-refresh, without a restart.
+func TestAuthJWKSFileRotation(t *testing.T) {
+	a, b := newSigningKey(t, "a"), newSigningKey(t, "b")
+	dir := t.TempDir()
+	path := filepath.Join(dir, "jwks.json")
+	if err := os.WriteFile(path, jwks(t, a), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	k := startKeyflux(t, keyspaceFlags, "--auth", "jwt", "--jwt-jwks", path, "--jwt-jwks-refresh", "200ms")
+	k.open(jwksStream, "Authorization", "Bearer "+a.sign(t, "a")).Expect("connected")
+	// Swapped atomically, as the docs advise.
+	tmp := filepath.Join(dir, "jwks.json.new")
+	if err := os.WriteFile(tmp, jwks(t, b), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		t.Fatal(err)
+	}
+	tokenB, tokenA := b.sign(t, "b"), a.sign(t, "a")
+	testkit.Eventually(t, "key b accepted and key a refused", func() bool {
+		sb, _, _ := k.call("GET", "/api/identity", tokenB)
+		sa, _, _ := k.call("GET", "/api/identity", tokenA)
+		return sb == 200 && sa == 401
+	})
+	k.open(jwksStream, "Authorization", "Bearer "+tokenB).Expect("connected")
+}

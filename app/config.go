@@ -68,6 +68,7 @@ type JWTConfig struct {
 	Key       string // HMAC secret, or @path of a file holding it
 	PublicKey string // PEM file: RSA, ECDSA or Ed25519
 	JWKS      string // JWKS file, or an http(s) URL refreshed in the background
+	Refresh   time.Duration
 	Leeway    time.Duration
 	Issuer    string
 	Audience  string
@@ -108,6 +109,7 @@ func parseConfig(args []string, stderr io.Writer) (Config, error) {
 	fs.StringVar(&c.JWT.Key, "jwt-key", "", "HMAC secret for --auth jwt, or @path of a file holding it")
 	fs.StringVar(&c.JWT.PublicKey, "jwt-public-key", "", "PEM file of the public key for --auth jwt: RSA, ECDSA or Ed25519")
 	fs.StringVar(&c.JWT.JWKS, "jwt-jwks", "", "JWKS for --auth jwt: a file, or an http(s) URL fetched and refreshed in the background")
+	fs.DurationVar(&c.JWT.Refresh, "jwt-jwks-refresh", 5*time.Minute, "how often --jwt-jwks is re-read (a URL re-fetched, a file checked for changes)")
 	fs.DurationVar(&c.JWT.Leeway, "jwt-leeway", 30*time.Second, "clock skew allowed when checking a token's exp and nbf")
 	fs.StringVar(&c.JWT.Issuer, "jwt-issuer", "", "required iss of tokens (empty: not checked)")
 	fs.StringVar(&c.JWT.Audience, "jwt-audience", "", "required aud of tokens (empty: not checked)")
@@ -182,8 +184,8 @@ func parseConfig(args []string, stderr io.Writer) (Config, error) {
 	default:
 		return c, fmt.Errorf("auth %q: want none, jwt or spring-session", c.Auth)
 	}
-	if c.JWT.Leeway < 0 {
-		return c, fmt.Errorf("jwt-leeway must not be negative")
+	if c.JWT.Leeway < 0 || c.JWT.Refresh < 100*time.Millisecond {
+		return c, fmt.Errorf("jwt-leeway must not be negative, jwt-jwks-refresh at least 100ms")
 	}
 	c.AllowOrigins = list(*allowOrigin)
 	c.SpringSession.Keys = list(*ssKeys)
