@@ -9,7 +9,6 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
-	"io"
 	"net/http"
 	"net/url"
 	"os"
@@ -112,30 +111,14 @@ func (i *issuer) refusedTokens() map[string]string {
 	}
 }
 
-// call makes one request with an optional bearer token; the body of a
-// stream is not read.
+// call makes one request with an optional bearer token.
 func (k *keyflux) call(method, path, token string) (int, http.Header, map[string]any) {
 	k.t.Helper()
-	var body io.Reader
+	body := ""
 	if method == "POST" {
-		body = strings.NewReader(`{"n":1}`)
+		body = `{"n":1}`
 	}
-	req, _ := http.NewRequest(method, k.base+path, body)
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	resp, err := plainClient.Do(req)
-	if err != nil {
-		k.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var m map[string]any
-	if resp.Header.Get("Content-Type") != "text/event-stream" {
-		b, _ := io.ReadAll(resp.Body)
-		if err := json.Unmarshal(b, &m); err != nil {
-			k.t.Fatalf("%s %s: %d, body %q is not JSON", method, path, resp.StatusCode, b)
-		}
-	}
+	resp, m := k.request(method, path, body, "Authorization", bearer(token))
 	return resp.StatusCode, resp.Header, m
 }
 

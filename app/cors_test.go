@@ -1,8 +1,6 @@
 package main
 
 import (
-	"encoding/json"
-	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -25,26 +23,7 @@ const (
 // value pairs); a stream's body is left unread and closed.
 func (k *keyflux) corsGet(path, origin string, headers ...string) (*http.Response, map[string]any) {
 	k.t.Helper()
-	req, _ := http.NewRequest("GET", k.base+path, nil)
-	if origin != "" {
-		req.Header.Set("Origin", origin)
-	}
-	for i := 0; i+1 < len(headers); i += 2 {
-		req.Header.Set(headers[i], headers[i+1])
-	}
-	resp, err := plainClient.Do(req)
-	if err != nil {
-		k.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var body map[string]any
-	if resp.Header.Get("Content-Type") != "text/event-stream" {
-		b, _ := io.ReadAll(resp.Body)
-		if err := json.Unmarshal(b, &body); err != nil {
-			k.t.Fatalf("GET %s: %d, body %q is not JSON", path, resp.StatusCode, b)
-		}
-	}
-	return resp, body
+	return k.request("GET", path, "", append([]string{"Origin", origin}, headers...)...)
 }
 
 // wantCORS checks the CORS headers of a response to the listed origin.

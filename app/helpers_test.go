@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -111,6 +112,44 @@ func (k *keyflux) get(path string) (int, map[string]any) {
 		k.t.Fatalf("GET %s: %d, body %q is not JSON", path, resp.StatusCode, b)
 	}
 	return resp.StatusCode, body
+}
+
+// request makes one request (headers as name, value pairs; a pair with an
+// empty value is left out) and decodes its JSON answer; a stream's body is
+// left unread and closed.
+func (k *keyflux) request(method, path, body string, headers ...string) (*http.Response, map[string]any) {
+	k.t.Helper()
+	var r io.Reader
+	if body != "" {
+		r = strings.NewReader(body)
+	}
+	req, _ := http.NewRequest(method, k.base+path, r)
+	for i := 0; i+1 < len(headers); i += 2 {
+		if headers[i+1] != "" {
+			req.Header.Set(headers[i], headers[i+1])
+		}
+	}
+	resp, err := plainClient.Do(req)
+	if err != nil {
+		k.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var m map[string]any
+	if resp.Header.Get("Content-Type") != "text/event-stream" {
+		b, _ := io.ReadAll(resp.Body)
+		if err := json.Unmarshal(b, &m); err != nil {
+			k.t.Fatalf("%s %s: %d, body %q is not JSON", method, path, resp.StatusCode, b)
+		}
+	}
+	return resp, m
+}
+
+// bearer is an Authorization value for token ("" for none).
+func bearer(token string) string {
+	if token == "" {
+		return ""
+	}
+	return "Bearer " + token
 }
 
 // open starts a stream of path on this Keyflux.

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"io"
 	"net/http"
 	"strings"
@@ -11,21 +10,7 @@ import (
 // post sends body with an optional bearer token and decodes the JSON answer.
 func (k *keyflux) post(path, token, body string) (int, http.Header, map[string]any) {
 	k.t.Helper()
-	req, _ := http.NewRequest("POST", k.base+path, strings.NewReader(body))
-	req.Header.Set("Content-Type", "application/json")
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	resp, err := plainClient.Do(req)
-	if err != nil {
-		k.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	var m map[string]any
-	if err := json.Unmarshal(b, &m); err != nil {
-		k.t.Fatalf("POST %s: %d, body %q is not JSON", path, resp.StatusCode, b)
-	}
+	resp, m := k.request("POST", path, body, "Content-Type", "application/json", "Authorization", bearer(token))
 	return resp.StatusCode, resp.Header, m
 }
 

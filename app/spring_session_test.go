@@ -2,8 +2,6 @@ package main
 
 import (
 	"encoding/base64"
-	"encoding/json"
-	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -15,22 +13,7 @@ import (
 // withCookie requests path with a Cookie header: status, headers, JSON body.
 func (k *keyflux) withCookie(path, cookie string) (int, http.Header, map[string]any) {
 	k.t.Helper()
-	req, _ := http.NewRequest("GET", k.base+path, nil)
-	if cookie != "" {
-		req.Header.Set("Cookie", cookie)
-	}
-	resp, err := plainClient.Do(req)
-	if err != nil {
-		k.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var m map[string]any
-	if resp.Header.Get("Content-Type") != "text/event-stream" {
-		b, _ := io.ReadAll(resp.Body)
-		if err := json.Unmarshal(b, &m); err != nil {
-			k.t.Fatalf("GET %s: %d, body %q is not JSON", path, resp.StatusCode, b)
-		}
-	}
+	resp, m := k.request("GET", path, "", "Cookie", cookie)
 	return resp.StatusCode, resp.Header, m
 }
 

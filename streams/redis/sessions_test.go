@@ -8,20 +8,27 @@ import (
 	"time"
 
 	"github.com/keyflux/keyflux/streams/testkit"
+	"github.com/redis/rueidis"
 )
+
+// openSessions opens a Conn on a fresh redis-server, with a client of its own.
+func openSessions(t *testing.T) (*Conn, rueidis.Client) {
+	t.Helper()
+	srv := testkit.StartRedis(t)
+	conn, err := Open(context.Background(), Options{URL: srv.URL()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(conn.Close)
+	return conn, testkit.NewClient(t, srv)
+}
 
 // Spring touches a session (HSET lastAccessedTime, PEXPIRE) on every
 // request; reads through the cache while it does must stay correct, and
 // must not trip rueidis (v1.0.79 once panicked "protocol bug, message
 // handled out of order" when a key got PEXPIRE during a DoCache read).
 func TestSessionReadsWhileSpringTouches(t *testing.T) {
-	srv := testkit.StartRedis(t)
-	c := testkit.NewClient(t, srv)
-	conn, err := Open(context.Background(), Options{URL: srv.URL()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	conn, c := openSessions(t)
 	s := conn.Sessions
 	const key = "spring:session:sessions:hot"
 	testkit.WriteSpringSession(t, c, "spring:session", "hot", "alice", time.Hour)
@@ -86,13 +93,7 @@ func TestSessionReadsWhileSpringTouches(t *testing.T) {
 // Every stream of one session shares one watch, removed with the last
 // stop; nothing is left behind after many sessions come and go.
 func TestSessionWatchesAreSharedAndReleased(t *testing.T) {
-	srv := testkit.StartRedis(t)
-	c := testkit.NewClient(t, srv)
-	conn, err := Open(context.Background(), Options{URL: srv.URL()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	conn, c := openSessions(t)
 	s := conn.Sessions
 	testkit.WriteSpringSession(t, c, "ns", "a", "alice", time.Hour)
 	const key = "ns:sessions:a"
@@ -161,13 +162,7 @@ func TestSessionWatchesAreSharedAndReleased(t *testing.T) {
 // A lost connection forgets what Redis tracked: every watched session is
 // read again, and one deleted meanwhile ends.
 func TestSessionWatchRechecksAfterReconnect(t *testing.T) {
-	srv := testkit.StartRedis(t)
-	c := testkit.NewClient(t, srv)
-	conn, err := Open(context.Background(), Options{URL: srv.URL()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	conn, c := openSessions(t)
 	s := conn.Sessions
 	testkit.WriteSpringSession(t, c, "ns", "a", "alice", time.Hour)
 	ends := make(chan bool, 1)
@@ -193,13 +188,7 @@ func TestSessionWatchRechecksAfterReconnect(t *testing.T) {
 // Made-up session ids (a hostile client's cookies) must not grow Redis's
 // tracking table: only sessions that exist are read through the cache.
 func TestSessionUnknownIDsAreNotTracked(t *testing.T) {
-	srv := testkit.StartRedis(t)
-	c := testkit.NewClient(t, srv)
-	conn, err := Open(context.Background(), Options{URL: srv.URL()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	conn, c := openSessions(t)
 	before := testkit.InfoStat(t, c, "stats", "tracking_total_keys")
 	for i := range 200 {
 		exists, _, _, err := conn.Sessions.ReadSession(context.Background(),
