@@ -18,38 +18,6 @@ import (
 // escapedCounter is patternCounter as url.Parse leaves it in a path.
 const escapedCounter = "%7Bn%7D"
 
-// amplification counts the outcome of the opens, shared by the workers.
-type amplification struct {
-	mu        sync.Mutex
-	connected int
-	refused   map[int]int // by HTTP status
-	errs      []error     // neither connected nor refused
-	toReady   histogram   // dial to "connected" and the close after it
-}
-
-func (a *amplification) record(took time.Duration, err error) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	switch code := refusedStatus(err); {
-	case err == nil:
-		a.connected++
-		a.toReady.record(took)
-	case code != 0:
-		a.refused[code]++
-	default:
-		a.errs = append(a.errs, err)
-	}
-}
-
-func (a *amplification) counts() (connected, refused, failed int) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	for _, n := range a.refused {
-		refused += n
-	}
-	return a.connected, refused, len(a.errs)
-}
-
 // runAmplification is finding 3 of issue 10 as a hostile client runs it:
 // open a stream whose topic no other stream has ({n} in -url), wait for
 // "connected" (the server's Redis subscription is live), close, and again,
@@ -81,14 +49,14 @@ func runAmplification(ctx context.Context, cfg config, out, log io.Writer) error
 	}
 
 	fmt.Fprintf(log, "opening %d streams of http://%s%s, %d at a time\n", cfg.Opens, t.host, t.requestURI, cfg.Parallel)
-	a := &amplification{refused: map[int]int{}}
+	a := newTally()
 	took := openEach(ctx, cfg, a, log)
 	connected, refused, failed := a.counts()
 	fmt.Fprintf(out, "mode amplification: %d opens of http://%s%s, %d at a time, in %.1fs (%.0f/s)\n",
 		connected+refused+failed, t.host, t.requestURI, cfg.Parallel, took.Seconds(), float64(connected+refused+failed)/took.Seconds())
 	fmt.Fprintf(out, "connected %d, refused %d%s, failed %d\n", connected, refused, byStatus(a.refused), failed)
 	if connected > 0 {
-		h := &a.toReady
+		h := &a.took
 		fmt.Fprintf(out, "open, \"connected\", close: p50 %v  p99 %v  max %v\n", us(h.quantile(0.5)), us(h.quantile(0.99)), us(h.maxLatency()))
 	}
 	if failed > 0 {
@@ -127,7 +95,7 @@ func runAmplification(ctx context.Context, cfg config, out, log io.Writer) error
 
 // openEach runs the opens on cfg.Parallel workers and reports progress
 // every second; it returns how long they took.
-func openEach(ctx context.Context, cfg config, a *amplification, log io.Writer) time.Duration {
+func openEach(ctx context.Context, cfg config, a *tally, log io.Writer) time.Duration {
 	var (
 		next atomic.Int64
 		wg   sync.WaitGroup

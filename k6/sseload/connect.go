@@ -62,44 +62,6 @@ func headerSafe(s string) bool {
 	return true
 }
 
-// connectTally counts the outcome of the connects, shared by the workers.
-type connectTally struct {
-	mu        sync.Mutex
-	connected int
-	refused   map[int]int // by HTTP status
-	refusal   error       // the first refusal, to say why
-	errs      []error     // neither connected nor refused
-	sum       time.Duration
-	took      histogram // dial to "connected"
-}
-
-func (c *connectTally) record(took time.Duration, err error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	switch code := refusedStatus(err); {
-	case err == nil:
-		c.connected++
-		c.sum += took
-		c.took.record(took)
-	case code != 0:
-		c.refused[code]++
-		if c.refusal == nil {
-			c.refusal = err
-		}
-	default:
-		c.errs = append(c.errs, err)
-	}
-}
-
-func (c *connectTally) counts() (connected, refused, failed int) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	for _, n := range c.refused {
-		refused += n
-	}
-	return c.connected, refused, len(c.errs)
-}
-
 // runConnect opens -n streams, -concurrency at a time, and times each from
 // dial to its "connected" event: the server has then parsed the request,
 // checked its credentials and scopes, and made its Redis subscription
@@ -121,7 +83,7 @@ func runConnect(ctx context.Context, cfg config, out, log io.Writer) error {
 		auth = "cookie"
 	}
 	fmt.Fprintf(log, "connecting %d streams to http://%s%s, %d at a time, %s\n", cfg.N, t.host, t.requestURI, cfg.Concurrency, auth)
-	tally := &connectTally{refused: map[int]int{}}
+	tally := newTally()
 	var (
 		next atomic.Int64
 		wg   sync.WaitGroup
