@@ -42,16 +42,19 @@ export class EventLog {
 
   row(name, data) {
     const key = typeof data.key === "string" ? data.key : "";
+    // On a Redis Cluster each keyspace event says which master sent it.
+    const node = typeof data.node === "string" ? data.node : "";
     const hasValue = Object.hasOwn(data, "value");
     const value = hasValue ? valueText(data.type, data.value) : "";
     const badge = el("span", { class: "ev", text: name, title: "event " + name });
     badge.style.setProperty("--c", eventColor(name));
     const pin = el("button", { type: "button", class: "pin-btn", "aria-label": "Pin " + key, title: "Pin this key", text: "☆" });
     pin.addEventListener("click", () => this.onPin(key));
-    return el("li", { class: "event", "data-event": name, "data-key": key },
+    return el("li", { class: "event", "data-event": name, "data-key": key, "data-node": node || undefined },
       el("time", { class: "t", dateTime: new Date(data.ts || Date.now()).toISOString(), text: clockTime(data.ts || Date.now()) }),
       badge,
-      el("span", { class: "k", title: key }, el("span", { class: "key-text", text: key }), pin),
+      el("span", { class: "k", title: node ? key + " (from node " + node + ")" : key }, el("span", { class: "key-text", text: key }),
+        node ? el("span", { class: "node", text: node, title: "the cluster node this event came from" }) : null, pin),
       el("span", { class: "v", "data-type": data.type, title: value.slice(0, 500), text: value }),
     );
   }
