@@ -22,6 +22,8 @@ type Config struct {
 	Listen         string
 	RedisURL       string
 	KeyspaceConfig redis.NotifyMode
+	RedisCluster   redis.ClusterMode // auto: ask the node (INFO cluster)
+	TopologyCheck  time.Duration     // how often a cluster's topology is rescanned
 	Heartbeat      time.Duration
 	Retry          time.Duration
 	ReplaySize     int
@@ -93,6 +95,8 @@ func parseConfig(args []string, stderr io.Writer) (Config, error) {
 	fs.SetOutput(stderr)
 	fs.StringVar(&c.Listen, "listen", "127.0.0.1:8080", "HTTP listen address")
 	fs.StringVar(&c.RedisURL, "redis-url", "", "Redis URL (redis://[user:pass@]host:port/db); empty launches a private redis-server")
+	clusterMode := fs.String("redis-cluster", "auto", "auto: use Redis Cluster when the URL's node is one (INFO cluster); true or false: refuse to start otherwise")
+	fs.DurationVar(&c.TopologyCheck, "redis-topology-check", time.Second, "how often a Redis Cluster's masters and slots are rescanned (also at once on a lost subscription)")
 	mode := fs.String("keyspace-config", "auto", "auto: add the notify-keyspace-events flags Keyflux needs; none: never send CONFIG (managed Redis)")
 	fs.DurationVar(&c.Heartbeat, "heartbeat", 15*time.Second, "idle time before a heartbeat comment; bounds how long a vanished client lingers")
 	fs.DurationVar(&c.Retry, "retry", 2*time.Second, "reconnect delay sent to browsers in the retry field")
@@ -145,6 +149,12 @@ func parseConfig(args []string, stderr io.Writer) (Config, error) {
 	var err error
 	if c.KeyspaceConfig, err = redis.ParseNotifyMode(*mode); err != nil {
 		return c, err
+	}
+	if c.RedisCluster, err = redis.ParseClusterMode(*clusterMode); err != nil {
+		return c, err
+	}
+	if c.TopologyCheck <= 0 {
+		return c, fmt.Errorf("redis-topology-check must be positive")
 	}
 	if err := c.LogLevel.UnmarshalText([]byte(*level)); err != nil {
 		return c, fmt.Errorf("log-level: %w", err)

@@ -26,6 +26,8 @@ var fasthttpOwn = []goleak.Option{
 	goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.(*workerPool).workerFunc"),
 	goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.(*workerPool).Start.func2"),
 	goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.updateServerDate.func1"),
+	// rueidis's cluster client closes replaced node connections 5 s late.
+	goleak.IgnoreAnyFunction(testkit.RueidisLateCloser),
 }
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m, fasthttpOwn...) }

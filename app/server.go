@@ -54,6 +54,7 @@ func newServer(ctx context.Context, cfg Config, logger *slog.Logger) (*server, e
 		URL: cfg.RedisURL, KeyspaceConfig: cfg.KeyspaceConfig, KeyspaceCheck: cfg.KeyspaceCheck,
 		Broadcast: cfg.Tracking == "bcast", Prefixes: cfg.Expose, CacheBytes: cfg.CacheBytes,
 		ValueMaxBytes: cfg.ValueMaxBytes, APICache: cfg.APICache, MaxPatterns: cfg.MaxRedisPatterns,
+		Cluster: cfg.RedisCluster, TopologyCheck: cfg.TopologyCheck,
 		Registerer: reg, Logger: logger,
 	})
 	if err != nil {

@@ -16,7 +16,7 @@ const maxNameLength = 1024
 // channels is the source of GET /streams/channels/<channel> and
 // GET /streams/channels?pattern=<glob>.
 func channels(_ context.Context, h *handler, who *auth.Identity, path string, params url.Values) (request, error) {
-	if err := only(params, "pattern", "encoding"); err != nil {
+	if err := only(params, "pattern", "encoding", "sharded"); err != nil {
 		return request{}, err
 	}
 	var q streams.ChannelQuery
@@ -43,6 +43,12 @@ func channels(_ context.Context, h *handler, who *auth.Identity, path string, pa
 		q.Name = name
 	default:
 		return request{}, invalid("give a channel (/streams/channels/<channel>) or ?pattern=<glob>")
+	}
+	if q.Sharded, err = sharded(params["sharded"]); err != nil {
+		return request{}, err
+	}
+	if q.Sharded && q.Pattern {
+		return request{}, invalid("sharded pub/sub has no patterns (Redis has no SPSUBSCRIBE): give a channel")
 	}
 	enc, err := one(params, "encoding")
 	if err != nil {
@@ -71,6 +77,21 @@ func channels(_ context.Context, h *handler, who *auth.Identity, path string, pa
 		return request{}, outOfScope("channel", q.Name)
 	}
 	return single(h.cfg.Channels.Stream(q))
+}
+
+// sharded reads the sharded parameter: true selects sharded pub/sub
+// (SSUBSCRIBE, SPUBLISH).
+func sharded(values []string) (bool, error) {
+	switch len(values) {
+	case 0:
+		return false, nil
+	case 1:
+		if b, err := strconv.ParseBool(values[0]); err == nil {
+			return b, nil
+		}
+		return false, invalid("sharded must be true or false")
+	}
+	return false, invalid("sharded is given more than once")
 }
 
 const internalChannel = "channels __keyspace@, __keyevent@ and __redis__: are Redis's own; " +

@@ -64,7 +64,10 @@ func (h *handler) scopeDB(who *auth.Identity, db int) error {
 // rules; then 403 unless --expose-db lists it (by default only the Redis
 // URL's database is listed).
 func (h *handler) checkDB(db int) error {
-	if n := h.cfg.Databases; n > 0 && db >= n {
+	if n := h.cfg.Databases; n == 1 && db > 0 {
+		// A Redis Cluster has database 0 only.
+		return invalid("db " + strconv.Itoa(db) + " does not exist: Redis has database 0 only (a Redis Cluster has one database)")
+	} else if n > 0 && db >= n {
 		return invalid("db " + strconv.Itoa(db) + " does not exist: Redis has databases 0 to " + strconv.Itoa(n-1))
 	}
 	exposed := h.cfg.ExposeDB

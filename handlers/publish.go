@@ -17,10 +17,18 @@ import (
 	"github.com/keyflux/keyflux/streams"
 )
 
-// publishChannel serves POST /api/channels/<channel>: the JSON body is
-// PUBLISHed as it is.
+// publishChannel serves POST /api/channels/<channel>[?sharded=true]: the
+// JSON body is PUBLISHed (SPUBLISHed) as it is.
 func (h *handler) publishChannel(c *fiber.Ctx) error {
 	channel, body, err := h.publishRequest(c, "channel", h.cfg.ExposeChannels)
+	if err != nil {
+		return err
+	}
+	var values []string
+	for _, v := range c.Context().QueryArgs().PeekMulti("sharded") {
+		values = append(values, string(v))
+	}
+	shard, err := sharded(values)
 	if err != nil {
 		return err
 	}
@@ -32,7 +40,7 @@ func (h *handler) publishChannel(c *fiber.Ctx) error {
 	}
 	ctx, cancel := context.WithTimeout(c.UserContext(), 5*time.Second)
 	defer cancel()
-	n, err := h.cfg.Channels.Publish(ctx, channel, body)
+	n, err := h.cfg.Channels.Publish(ctx, channel, shard, body)
 	if err != nil {
 		return &badRequest{status: fiber.StatusServiceUnavailable, msg: "redis: " + err.Error()}
 	}

@@ -60,6 +60,9 @@ type KeyspaceEvent struct {
 	DB    int    `json:"db"`
 	// TS is when Keyflux received the notification, in Unix milliseconds.
 	TS int64 `json:"ts"`
+	// Node is the cluster node the notification came from; empty (left
+	// out) on a single Redis.
+	Node string `json:"node,omitempty"`
 	// Type and Value are the key's state right after the event, on streams
 	// asked for with values=true (see KeyState).
 	Type  string          `json:"type,omitempty"`

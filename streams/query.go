@@ -20,6 +20,9 @@ type KeyspaceQuery struct {
 type ChannelQuery struct {
 	Name    string
 	Pattern bool
+	// Sharded relays sharded pub/sub (SSUBSCRIBE, SPUBLISH): on a cluster
+	// only the channel's slot owner carries it. Never with Pattern.
+	Sharded bool
 	// Base64 sends every payload base64-encoded, for binary channels.
 	Base64 bool
 }

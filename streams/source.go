@@ -21,9 +21,9 @@ type KeyWatchSource interface {
 // ChannelSource relays pub/sub channels and publishes to them.
 type ChannelSource interface {
 	Stream(ChannelQuery) Spec
-	// Publish sends payload to channel and returns how many subscribers
-	// (of every process) received it.
-	Publish(ctx context.Context, channel string, payload []byte) (int64, error)
+	// Publish sends payload to channel (SPUBLISH when sharded) and returns
+	// how many subscribers (of every process) received it.
+	Publish(ctx context.Context, channel string, sharded bool, payload []byte) (int64, error)
 }
 
 // StreamLogSource tails Redis Streams (Durable specs) and appends to them.

@@ -45,6 +45,9 @@ func (s *channelSpec) Key() string {
 	if s.q.Pattern {
 		kind = "pattern="
 	}
+	if s.q.Sharded { // another Redis subscription, other messages: another topic
+		kind = "shard-channel="
+	}
 	return "channel encoding=" + s.encoding() + " " + kind + s.q.Name
 }
 
@@ -55,6 +58,9 @@ func (s *channelSpec) Describe() map[string]any {
 	} else {
 		d["channel"] = s.q.Name
 	}
+	if s.q.Sharded {
+		d["sharded"] = true
+	}
 	return d
 }
 
@@ -63,7 +69,7 @@ func (s *channelSpec) Describe() map[string]any {
 // off the Redis connection's reader.
 func (s *channelSpec) Open(ctx context.Context) rxgo.Observable {
 	p := newPump(s.c.Buffer, orUnregistered(s.c.Metrics).Dropped)
-	leave := s.c.Upstreams.Join(Target{Name: s.q.Name, Pattern: s.q.Pattern}, &Listener{
+	leave := s.c.Upstreams.Join(Target{Name: s.q.Name, Pattern: s.q.Pattern, Sharded: s.q.Sharded}, &Listener{
 		OnMessage: func(m rueidis.PubSubMessage) {
 			if !streams.InternalChannel(m.Channel) { // a pattern such as "*" matches them too
 				p.offer(streams.Event{Raw: []byte(m.Message)})
@@ -126,8 +132,15 @@ func payloadEventName(payload []byte) (string, bool) {
 }
 
 // Publish sends payload to channel and returns how many Redis subscribers
-// (of this and every other process) received it.
-func (c *Channels) Publish(ctx context.Context, channel string, payload []byte) (int64, error) {
+// (of this and every other process) received it. Sharded uses SPUBLISH,
+// which a cluster routes to the channel's slot owner. On a cluster a plain
+// PUBLISH is copied to every node but counts the receiving node's
+// subscribers only.
+func (c *Channels) Publish(ctx context.Context, channel string, sharded bool, payload []byte) (int64, error) {
 	cl := c.Upstreams.Client
-	return cl.Do(ctx, cl.B().Publish().Channel(channel).Message(rueidis.BinaryString(payload)).Build()).AsInt64()
+	msg := rueidis.BinaryString(payload)
+	if sharded {
+		return cl.Do(ctx, cl.B().Spublish().Channel(channel).Message(msg).Build()).AsInt64()
+	}
+	return cl.Do(ctx, cl.B().Publish().Channel(channel).Message(msg).Build()).AsInt64()
 }

@@ -36,8 +36,14 @@ type Options struct {
 	// APICache serves Values from the client-side cache.
 	APICache bool
 	// MaxPatterns bounds the PSUBSCRIBE patterns held in Redis (see
-	// Upstreams.MaxPatterns; 0: no bound).
+	// Upstreams.MaxPatterns; 0: no bound), on each node of a cluster.
 	MaxPatterns int
+	// Cluster says whether the URL names a Redis Cluster (ClusterAuto:
+	// ask it).
+	Cluster ClusterMode
+	// TopologyCheck is how often a cluster's topology is rescanned (see
+	// Topology.Interval).
+	TopologyCheck time.Duration
 	// Registerer receives the adapter's metrics (nil: not registered).
 	Registerer prometheus.Registerer
 	Logger     *slog.Logger
@@ -62,8 +68,12 @@ type Conn struct {
 	Values *Values
 	// DB is the database of the URL.
 	DB int
-	// Databases is how many databases Redis has (see databases).
+	// Databases is how many databases Redis has (see databases): 1 on a
+	// cluster.
 	Databases int
+	// Topology follows the masters and slots of a Redis Cluster; nil on a
+	// single Redis.
+	Topology *Topology
 
 	client rueidis.Client
 	cache  rueidis.Client // nil without client-side caching
@@ -96,15 +106,16 @@ func Open(ctx context.Context, o Options) (*Conn, error) {
 		return nil, fmt.Errorf("redis url: %w", err)
 	}
 	c.DB = opt.SelectDB
-	if c.client, err = connect(ctx, opt, logger); err != nil {
+	if err := c.connect(ctx, &opt, o, logger); err != nil {
 		c.Close()
 		return nil, err
 	}
 	c.Databases = databases(ctx, c.client, c.DB, o.KeyspaceConfig != NotifyNone, logger)
-	logger.Info("using Redis", "addr", opt.InitAddress, "db", c.DB, "databases", c.Databases, "private", c.private != nil)
+	logger.Info("using Redis", "addr", opt.InitAddress, "db", c.DB, "databases", c.Databases,
+		"private", c.private != nil, "cluster", c.Topology != nil)
 
 	notify := &NotifyConfig{Client: c.client, Mode: o.KeyspaceConfig, Logger: logger,
-		Interval: o.KeyspaceCheck, DB: c.DB, Metrics: NewNotifyMetrics(o.Registerer)}
+		Interval: o.KeyspaceCheck, DB: c.DB, Metrics: NewNotifyMetrics(o.Registerer), Topology: c.Topology}
 	c.notify = notify
 	if err := notify.Check(ctx); err != nil {
 		c.Close()
@@ -124,6 +135,16 @@ func Open(ctx context.Context, o Options) (*Conn, error) {
 	// /api/keys without the cache.
 	fresh := &Values{Client: c.client, MaxBytes: o.ValueMaxBytes, Reads: m.KeyReads}
 	c.Keyspace = &Keyspace{Upstreams: upstreams, Notify: notify, Metrics: m, Values: fresh}
+	if c.Topology != nil {
+		// Keyspace events come from the node that owns the key: every
+		// master is subscribed, each with its own pattern budget.
+		c.Keyspace.Cluster = &ClusterUpstreams{Topology: c.Topology, Logger: logger, Metrics: m,
+			MaxPatterns: o.MaxPatterns, Resync: notify.EnsureNode}
+		if o.Registerer != nil {
+			o.Registerer.MustRegister(newNodeCollector(c.Keyspace.Cluster))
+		}
+		notify.follow()
+	}
 	c.Channels = &Channels{Upstreams: upstreams, Metrics: m}
 	c.StreamLogs = &StreamLogs{Client: c.client, Logger: logger}
 	c.Values = fresh
@@ -138,12 +159,102 @@ func Open(ctx context.Context, o Options) (*Conn, error) {
 			Notify:    notify, DB: c.DB, Logger: logger,
 		}
 		c.upstreams = append(c.upstreams, c.KeyWatches.Upstreams)
+		if c.Topology != nil {
+			// Deletion reasons come from the key's master, whichever it
+			// is; losing one master re-reads, and sends only what changed.
+			c.KeyWatches.Cluster = c.Keyspace.Cluster
+			c.Invalidations.Cluster = true
+		}
 		c.Sessions = &Sessions{Client: c.cache, Invalidations: c.Invalidations, Logger: logger}
 		if o.APICache {
 			c.Values = cached
 		}
 	}
 	return c, nil
+}
+
+// connect makes c.client, after finding out whether the URL names a Redis
+// Cluster: INFO cluster on its first node says cluster_enabled:1. On a
+// cluster the client is rueidis's cluster client, seeded with every address
+// of the URL, and c.Topology follows the cluster.
+func (c *Conn) connect(ctx context.Context, opt *rueidis.ClientOption, o Options, logger *slog.Logger) error {
+	single := *opt
+	single.ForceSingleClient = true
+	probe, err := connect(ctx, single, logger)
+	if err != nil {
+		return err
+	}
+	cluster := false
+	if c.private == nil || o.Cluster == ClusterOn {
+		if cluster, err = clusterEnabled(ctx, probe); err != nil {
+			probe.Close()
+			return fmt.Errorf("INFO cluster on %s: %w", single.InitAddress[0], err)
+		}
+	}
+	switch {
+	case o.Cluster == ClusterOn && !cluster:
+		probe.Close()
+		return fmt.Errorf("--redis-cluster true, but %s is not a Redis Cluster node (cluster_enabled:0)", single.InitAddress[0])
+	case o.Cluster == ClusterOff && cluster:
+		probe.Close()
+		return fmt.Errorf("--redis-cluster false, but %s is a Redis Cluster node (cluster_enabled:1): use --redis-cluster auto", single.InitAddress[0])
+	case !cluster:
+		c.client = probe
+		*opt = single // the caching client too
+		return nil
+	}
+	probe.Close()
+	if c.DB != 0 {
+		return fmt.Errorf("redis url names database %d, but a Redis Cluster has database 0 only", c.DB)
+	}
+	if c.client, err = connect(ctx, *opt, logger); err != nil {
+		return err
+	}
+	if c.client.Mode() != rueidis.ClientModeCluster {
+		return errors.New("INFO cluster says cluster_enabled:1, but the node does not answer CLUSTER SLOTS")
+	}
+	base := *opt
+	base.DisableCache = true
+	if c.Topology, err = StartTopology(ctx, base, o.TopologyCheck, logger); err != nil {
+		return err
+	}
+	l := c.Topology.Layout()
+	logger.Info("using Redis Cluster", "masters", len(l.Shards), "slots_covered", l.Covered(), "topology", l.String())
+	return nil
+}
+
+// clusterEnabled reads cluster_enabled from INFO cluster.
+func clusterEnabled(ctx context.Context, c rueidis.Client) (bool, error) {
+	info, err := c.Do(ctx, c.B().Info().Section("cluster").Build()).ToString()
+	if err != nil {
+		return false, err
+	}
+	for _, line := range strings.Split(info, "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "cluster_enabled:"); ok {
+			return v == "1", nil
+		}
+	}
+	return false, nil
+}
+
+// ClusterMode says whether Keyflux expects a Redis Cluster.
+type ClusterMode string
+
+const (
+	ClusterAuto ClusterMode = "auto"  // ask the node (INFO cluster)
+	ClusterOn   ClusterMode = "true"  // refuse to start on a single Redis
+	ClusterOff  ClusterMode = "false" // refuse to start on a cluster
+)
+
+// ParseClusterMode accepts auto, true or false.
+func ParseClusterMode(s string) (ClusterMode, error) {
+	switch m := ClusterMode(s); m {
+	case "", ClusterAuto:
+		return ClusterAuto, nil
+	case ClusterOn, ClusterOff:
+		return m, nil
+	}
+	return "", fmt.Errorf("redis cluster mode %q: want auto, true or false", s)
 }
 
 // connect makes the commands and pub/sub client, retrying until Redis
@@ -210,9 +321,22 @@ func bcastOptions(prefixes []string) []string {
 	return opts
 }
 
-// Ping reports whether Redis answers.
+// Ping reports whether Redis answers: on a cluster, every master (a
+// keyless command would go to any node rueidis knows, a dead one too).
 func (c *Conn) Ping(ctx context.Context) error {
-	return c.client.Do(ctx, c.client.B().Ping().Build()).Error()
+	if c.Topology == nil {
+		return c.client.Do(ctx, c.client.B().Ping().Build()).Error()
+	}
+	for _, addr := range c.Topology.Layout().Masters() {
+		node, err := c.Topology.Node(addr)
+		if err == nil {
+			err = node.Do(ctx, node.B().Ping().Build()).Error()
+		}
+		if err != nil {
+			return fmt.Errorf("cluster master %s: %w", addr, err)
+		}
+	}
+	return nil
 }
 
 // Ready reports why Keyflux cannot serve streams as promised: Redis does not
@@ -221,7 +345,35 @@ func (c *Conn) Ready(ctx context.Context) error {
 	if err := c.Ping(ctx); err != nil {
 		return fmt.Errorf("redis unreachable: %w", err)
 	}
+	if c.Topology != nil {
+		if err := c.clusterReady(ctx); err != nil {
+			return err
+		}
+	}
 	return c.notify.Ready(ctx)
+}
+
+// clusterReady reports a cluster that cannot serve every key, or a live
+// keyspace stream some master does not feed.
+func (c *Conn) clusterReady(ctx context.Context) error {
+	l := c.Topology.Layout()
+	if n := l.Covered(); n != Slots {
+		return fmt.Errorf("redis cluster: %d of %d slots have an online master", n, Slots)
+	}
+	for _, addr := range l.Masters() {
+		node, err := c.Topology.Node(addr)
+		if err != nil {
+			return fmt.Errorf("redis cluster master %s: %w", addr, err)
+		}
+		info, err := node.Do(ctx, node.B().ClusterInfo().Build()).ToString()
+		if err != nil {
+			return fmt.Errorf("redis cluster master %s: %w", addr, err)
+		}
+		if !strings.Contains(info, "cluster_state:ok") {
+			return fmt.Errorf("redis cluster master %s reports cluster_state other than ok", addr)
+		}
+	}
+	return c.Keyspace.Cluster.Ready()
 }
 
 // Close releases both clients and stops a private redis-server. Close the
@@ -229,6 +381,15 @@ func (c *Conn) Ready(ctx context.Context) error {
 func (c *Conn) Close() {
 	for _, u := range c.upstreams { // their last UNSUBSCRIBEs, before the clients go
 		u.Wait(5 * time.Second)
+	}
+	if c.Keyspace != nil && c.Keyspace.Cluster != nil {
+		c.Keyspace.Cluster.Close(5 * time.Second)
+	}
+	if c.notify != nil {
+		c.notify.unfollow()
+	}
+	if c.Topology != nil {
+		c.Topology.Close()
 	}
 	if c.Sessions != nil {
 		c.Sessions.Close()

@@ -14,6 +14,12 @@ import (
 // full is dropped, and a burst of changes to one key becomes one read of
 // its latest value.
 type Invalidations struct {
+	// Cluster says the caching client is a Redis Cluster's: a nil
+	// invalidation is then one node's (its connection was lost, or it was
+	// flushed), so watches re-read and send only what changed instead of a
+	// snapshot of every key of every node.
+	Cluster bool
+
 	received atomic.Int64
 
 	mu      sync.Mutex
@@ -34,7 +40,7 @@ func (t *Invalidations) OnInvalidations(keys []rueidis.RedisMessage) {
 	if keys == nil {
 		for _, ws := range t.watches {
 			for w := range ws {
-				w.poke(true)
+				w.poke(!t.Cluster)
 			}
 		}
 		return

@@ -26,10 +26,19 @@ type KeyWatches struct {
 	// connection Redis sends its event before the reply of the read that
 	// finds the key gone.
 	Upstreams *Upstreams
+	// Cluster, on a Redis Cluster, subscribes the keyspace channels
+	// instead: on every master, since only the key's owner publishes them
+	// and the owner changes with failovers and migrations. Those are other
+	// connections than the caching one, so a deletion's reason may come
+	// after the read (awaitDeletion waits for it). Every change of a key's
+	// slot owner re-reads the key (follow).
+	Cluster *ClusterUpstreams
 	// Notify re-applies keyspace flags after a (re)subscription; may be nil.
 	Notify *NotifyConfig
 	DB     int
 	Logger *slog.Logger
+
+	following sync.Once
 }
 
 // Stream returns the spec of the watch of key.
@@ -70,16 +79,30 @@ func (s *keyWatchSpec) Open(ctx context.Context) rxgo.Observable {
 		target.Resync = k.Notify.Ensure
 	}
 	var once sync.Once
-	leave := k.Upstreams.Join(target, &Listener{
-		OnMessage: func(m rueidis.PubSubMessage) { w.noteEvent(m.Message) },
-		OnState: func(kind streams.Kind, _ string) {
-			if kind == streams.Ready {
-				once.Do(func() { close(w.subscribed) })
-				return
-			}
-			w.poke(true) // resubscribed after a reconnect: heal everyone
-		},
-	})
+	onState := func(kind streams.Kind, _ string) {
+		if kind == streams.Ready {
+			once.Do(func() { close(w.subscribed) })
+			return
+		}
+		// Resubscribed (a reconnect, a topology change): the keyspace events
+		// missed only explain deletions, and the value is tracked apart (a
+		// lost tracking connection is a nil invalidation), so a re-read that
+		// sends only what changed is enough.
+		w.poke(false)
+	}
+	var leave func()
+	if k.Cluster != nil {
+		k.follow()
+		leave = k.Cluster.Join(target, &NodeListener{
+			OnMessage: func(_ string, m rueidis.PubSubMessage) { w.noteEvent(m.Message) },
+			OnState:   onState,
+		})
+	} else {
+		leave = k.Upstreams.Join(target, &Listener{
+			OnMessage: func(m rueidis.PubSubMessage) { w.noteEvent(m.Message) },
+			OnState:   onState,
+		})
+	}
 	out := make(chan rxgo.Item)
 	go func() {
 		defer close(out)
@@ -88,6 +111,43 @@ func (s *keyWatchSpec) Open(ctx context.Context) rxgo.Observable {
 		w.run(ctx, k, out)
 	}()
 	return rxgo.FromChannel(out)
+}
+
+// Recheck re-reads the watched keys affected selects (every one when nil)
+// and sends update or delete where the value differs from what watchers
+// last got, nothing where it does not; session watches are re-read too.
+//
+// A Redis Cluster needs it after a slot changes owner: a key read while
+// its slot migrates is answered after an ASK redirection, and rueidis sends
+// CLIENT CACHING YES before ASKING, which Redis applies to ASKING alone, so
+// that read is not tracked and no invalidation would ever come from the new
+// owner. A read after the move follows MOVED and is tracked again.
+func (k *KeyWatches) Recheck(affected func(key string) bool) {
+	t := k.Invalidations
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for key, ws := range t.watches {
+		if affected != nil && !affected(key) {
+			continue
+		}
+		for w := range ws {
+			w.poke(false) // never blocks: see Invalidations
+		}
+	}
+}
+
+// follow rechecks, on every topology change, the keys whose slot changed
+// owner. The Topology calls it on its scanning goroutine; Recheck only
+// pokes, so it never blocks that.
+func (k *KeyWatches) follow() {
+	k.following.Do(func() {
+		k.Cluster.Topology.Watch(func(ch Change) {
+			k.Recheck(func(key string) bool {
+				slot := KeySlot(key)
+				return ch.Old.Owner(slot) != ch.New.Owner(slot)
+			})
+		})
+	})
 }
 
 // keyWatch is the one upstream of a key: its last state and the flags that

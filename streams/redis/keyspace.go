@@ -15,8 +15,11 @@ import (
 // Keyspace turns Redis keyspace notifications into streams.
 type Keyspace struct {
 	Upstreams *Upstreams
-	Notify    *NotifyConfig // re-applied after every (re)subscription; may be nil
-	Metrics   *Metrics
+	// Cluster, when set, subscribes on every master of a Redis Cluster
+	// instead of Upstreams.
+	Cluster *ClusterUpstreams
+	Notify  *NotifyConfig // re-applied after every (re)subscription; may be nil
+	Metrics *Metrics
 	// Buffer is how many notifications may wait for the pipeline before
 	// the stream drops them and resets its subscribers.
 	Buffer int
@@ -82,18 +85,25 @@ func (s *keyspaceSpec) Open(ctx context.Context) rxgo.Observable {
 		target.Resync = s.k.Notify.Ensure
 		untrack = s.k.Notify.track(p) // reset when the flags were off
 	}
-	leave := s.k.Upstreams.Join(target, &Listener{
-		OnMessage: func(m rueidis.PubSubMessage) {
-			key, _ := strings.CutPrefix(m.Channel, prefix)
-			if strings.HasPrefix(key, probePrefix) {
-				return // Keyflux's own check that notifications arrive
-			}
-			p.offer(streams.Event{Name: m.Message, Key: key, Data: streams.KeyspaceEvent{
-				Key: key, Event: m.Message, DB: db, TS: time.Now().UnixMilli(),
-			}})
-		},
-		OnState: func(k streams.Kind, reason string) { p.offer(streams.Event{Kind: k, Reason: reason}) },
-	})
+	onMessage := func(node string, m rueidis.PubSubMessage) {
+		key, _ := strings.CutPrefix(m.Channel, prefix)
+		if strings.HasPrefix(key, probePrefix) {
+			return // Keyflux's own check that notifications arrive
+		}
+		p.offer(streams.Event{Name: m.Message, Key: key, Data: streams.KeyspaceEvent{
+			Key: key, Event: m.Message, DB: db, TS: time.Now().UnixMilli(), Node: node,
+		}})
+	}
+	onState := func(k streams.Kind, reason string) { p.offer(streams.Event{Kind: k, Reason: reason}) }
+	var leave func()
+	if s.k.Cluster != nil {
+		leave = s.k.Cluster.Join(target, &NodeListener{OnMessage: onMessage, OnState: onState})
+	} else {
+		leave = s.k.Upstreams.Join(target, &Listener{
+			OnMessage: func(m rueidis.PubSubMessage) { onMessage("", m) },
+			OnState:   onState,
+		})
+	}
 	go func() {
 		<-ctx.Done()
 		untrack()

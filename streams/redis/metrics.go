@@ -53,3 +53,28 @@ func orUnregistered(m *Metrics) *Metrics {
 	}
 	return m
 }
+
+// nodeCollector reports keyflux_redis_node_subscriptions for every node of
+// the layout: a master's subscriptions, and 0 for a replica.
+type nodeCollector struct {
+	c    *ClusterUpstreams
+	desc *prometheus.Desc
+}
+
+func newNodeCollector(c *ClusterUpstreams) *nodeCollector {
+	return &nodeCollector{c: c, desc: prometheus.NewDesc("keyflux_redis_node_subscriptions",
+		"Redis subscriptions Keyflux holds on each cluster node (replicas hold none).",
+		[]string{"node", "role"}, nil)}
+}
+
+func (n *nodeCollector) Describe(ch chan<- *prometheus.Desc) { ch <- n.desc }
+
+func (n *nodeCollector) Collect(ch chan<- prometheus.Metric) {
+	subs := n.c.Subscriptions()
+	for _, s := range n.c.Topology.Layout().Shards {
+		ch <- prometheus.MustNewConstMetric(n.desc, prometheus.GaugeValue, float64(subs[s.Master]), s.Master, "master")
+		for _, r := range s.Replicas {
+			ch <- prometheus.MustNewConstMetric(n.desc, prometheus.GaugeValue, 0, r, "replica")
+		}
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -60,9 +61,15 @@ type NotifyConfig struct {
 	// DB is where mode none writes its probe key.
 	DB      int
 	Metrics *NotifyMetrics // may be nil
+	// Topology, on a Redis Cluster, names the nodes: auto mode applies the
+	// flags on every node, replicas included (a promoted replica must
+	// already have them) and on nodes that join later; none mode probes
+	// every master.
+	Topology *Topology
 
-	check    sync.Mutex // one CONFIG round or probe at a time
-	verified bool       // the flags were seen in place once (guarded by check)
+	check    sync.Mutex      // one CONFIG round or probe at a time
+	verified map[string]bool // nodes whose flags were seen in place once (guarded by check)
+	unwatch  func()          // stops following the topology
 
 	refresh   sync.Mutex // one check on behalf of Ready at a time
 	attempted time.Time  // when Ready last checked (guarded by refresh)
@@ -149,44 +156,127 @@ func containsAll(s, chars string) bool {
 	return true
 }
 
-// Ensure adds the missing flags in auto mode; in none mode it does nothing.
-// Flags found missing after they were once in place were switched off by
-// someone else: keyspace streams missed events and are reset.
+// Ensure adds the missing flags in auto mode, on every node of a cluster;
+// in none mode it does nothing. Flags found missing after they were once in
+// place were switched off by someone else: keyspace streams missed events
+// and are reset.
 func (n *NotifyConfig) Ensure(ctx context.Context) error {
 	if n.Mode != NotifyAuto {
 		return nil
 	}
+	if n.Topology == nil {
+		n.check.Lock()
+		defer n.check.Unlock()
+		return n.ensureOn(ctx, n.Client, "", true, true)
+	}
+	l := n.Topology.Layout()
+	masters := l.Masters()
+	var errs []error
+	for _, addr := range l.Nodes() {
+		if err := n.ensureNode(ctx, addr, slices.Contains(masters, addr), true); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", addr, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// EnsureNode is Ensure on one node of a cluster (a master just
+// subscribed); a problem found elsewhere stays reported.
+func (n *NotifyConfig) EnsureNode(ctx context.Context, addr string) error {
+	if n.Mode != NotifyAuto || n.Topology == nil {
+		return n.Ensure(ctx)
+	}
+	return n.ensureNode(ctx, addr, slices.Contains(n.Topology.Layout().Masters(), addr), false)
+}
+
+func (n *NotifyConfig) ensureNode(ctx context.Context, addr string, master, clear bool) error {
+	c, err := n.Topology.Node(addr)
+	if err != nil {
+		return err
+	}
 	n.check.Lock()
 	defer n.check.Unlock()
-	cfg, err := n.Client.Do(ctx, n.Client.B().ConfigGet().Parameter("notify-keyspace-events").Build()).AsStrMap()
+	return n.ensureOn(ctx, c, addr, master, clear)
+}
+
+// ensureOn reads and completes the flags of the node c is connected to.
+// Only a restore on a master resets streams: a replica's own events are
+// never subscribed. clear lets a success clear a reported problem. Called
+// with n.check held.
+func (n *NotifyConfig) ensureOn(ctx context.Context, c rueidis.Client, addr string, master, clear bool) error {
+	if n.verified == nil {
+		n.verified = make(map[string]bool)
+	}
+	cfg, err := c.Do(ctx, c.B().ConfigGet().Parameter("notify-keyspace-events").Build()).AsStrMap()
 	if err != nil {
 		return fmt.Errorf("reading notify-keyspace-events (use keyspace config mode none where CONFIG is forbidden): %w", err)
 	}
 	have := cfg["notify-keyspace-events"]
 	add := Needed(have)
+	logger := n.logger()
+	if addr != "" {
+		logger = logger.With("node", addr)
+	}
 	if add == "" {
-		n.verified = true
-		n.report("")
+		n.verified[addr] = true
+		if clear {
+			n.report("")
+		}
 		return nil
 	}
-	err = n.Client.Do(ctx, n.Client.B().ConfigSet().ParameterValue().
+	err = c.Do(ctx, c.B().ConfigSet().ParameterValue().
 		ParameterValue("notify-keyspace-events", have+add).Build()).Error()
 	if err != nil {
-		n.report("notify-keyspace-events is " + strconv.Quote(have) + ", without " + add + ", and could not be restored: " + err.Error())
+		where := ""
+		if addr != "" {
+			where = " on " + addr
+		}
+		n.report("notify-keyspace-events" + where + " is " + strconv.Quote(have) + ", without " + add + ", and could not be restored: " + err.Error())
 		return fmt.Errorf("setting notify-keyspace-events: %w", err)
 	}
-	if !n.verified {
-		n.verified = true
-		n.logger().Info("keyspace notifications enabled", "notify-keyspace-events", have+add, "was", have)
-		n.report("")
+	if !n.verified[addr] {
+		n.verified[addr] = true
+		logger.Info("keyspace notifications enabled", "notify-keyspace-events", have+add, "was", have)
+		if clear {
+			n.report("")
+		}
 		return nil
 	}
 	n.metrics().Restored.Inc()
-	reset := n.resetLive("notify-keyspace-events was " + strconv.Quote(have) + "; Keyflux restored " + strconv.Quote(have+add))
-	n.logger().Warn("notify-keyspace-events lost flags Keyflux needs (a CONFIG SET by someone, or a Redis restart); restored them",
+	reset := 0
+	if master {
+		reset = n.resetLive("notify-keyspace-events was " + strconv.Quote(have) + "; Keyflux restored " + strconv.Quote(have+add))
+	}
+	logger.Warn("notify-keyspace-events lost flags Keyflux needs (a CONFIG SET by someone, or a Redis restart); restored them",
 		"notify-keyspace-events", have+add, "was", have, "streams_reset", reset)
-	n.report("")
+	if clear {
+		n.report("")
+	}
 	return nil
+}
+
+// follow applies the flags (auto mode) on every node that joins the
+// cluster, replicas included, so that one promoted later already has them.
+func (n *NotifyConfig) follow() {
+	if n.Topology == nil || n.Mode != NotifyAuto {
+		return
+	}
+	n.unwatch = n.Topology.Watch(func(ch Change) {
+		masters := ch.New.Masters()
+		for _, addr := range ch.NewNodes {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			if err := n.ensureNode(ctx, addr, slices.Contains(masters, addr), false); err != nil {
+				n.logger().Warn("cannot apply keyspace notification flags on a new cluster node", "node", addr, "err", err)
+			}
+			cancel()
+		}
+	})
+}
+
+func (n *NotifyConfig) unfollow() {
+	if n.unwatch != nil {
+		n.unwatch()
+	}
 }
 
 // Check runs at start-up: in auto mode it applies the flags, in none mode
@@ -205,6 +295,10 @@ func (n *NotifyConfig) Check(ctx context.Context) error {
 func (n *NotifyConfig) probe(ctx context.Context) {
 	n.check.Lock()
 	defer n.check.Unlock()
+	if n.Topology != nil {
+		n.probeCluster(ctx)
+		return
+	}
 	ok, err := n.Probe(ctx, n.DB, probeWait)
 	switch {
 	case err != nil:
@@ -216,6 +310,52 @@ func (n *NotifyConfig) probe(ctx context.Context) {
 	default:
 		n.report("")
 	}
+}
+
+// probeCluster probes every master with a key of a slot it owns, through
+// its own connection: each node emits only its own keys' events. Called
+// with n.check held.
+func (n *NotifyConfig) probeCluster(ctx context.Context) {
+	l := n.Topology.Layout()
+	var off []string
+	for _, s := range l.Shards {
+		c, err := n.Topology.Node(s.Master)
+		key, found := probeKeyOn(l, s.Master)
+		if err == nil && !found {
+			continue // a master with no slot holds no key to watch
+		}
+		ok := false
+		if err == nil {
+			ok, err = probeWith(ctx, c, n.DB, key, probeWait)
+		}
+		if err != nil {
+			if ctx.Err() == nil {
+				n.logger().Warn("keyspace config mode none: could not verify that keyspace notifications are on", "node", s.Master, "err", err)
+			}
+			return
+		}
+		if !ok {
+			off = append(off, s.Master)
+		}
+	}
+	if len(off) > 0 {
+		n.report(disabledNone + " (on cluster master " + strings.Join(off, ", ") + ")")
+		return
+	}
+	n.report("")
+}
+
+// probeKeyOn is a fresh probe key whose slot master owns, by its hash tag.
+func probeKeyOn(l Layout, master string) (string, bool) {
+	var nonce [8]byte
+	_, _ = rand.Read(nonce[:])
+	for i := range 1 << 16 {
+		tag := "{" + strconv.Itoa(i) + "}"
+		if l.Owner(KeySlot(tag)) == master {
+			return probePrefix + hex.EncodeToString(nonce[:]) + tag, true
+		}
+	}
+	return "", false
 }
 
 // recheck checks the flags now, as the mode says.
@@ -341,7 +481,12 @@ func (n *NotifyConfig) resetLive(detail string) int {
 func (n *NotifyConfig) Probe(ctx context.Context, db int, wait time.Duration) (bool, error) {
 	var nonce [8]byte
 	_, _ = rand.Read(nonce[:])
-	key := probePrefix + hex.EncodeToString(nonce[:])
+	return probeWith(ctx, n.Client, db, probePrefix+hex.EncodeToString(nonce[:]), wait)
+}
+
+// probeWith subscribes to key's keyspace channel on c, writes key through
+// c and waits for its event.
+func probeWith(ctx context.Context, c rueidis.Client, db int, key string, wait time.Duration) (bool, error) {
 	channel := "__keyspace@" + strconv.Itoa(db) + "__:" + key
 	ctx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
@@ -352,7 +497,6 @@ func (n *NotifyConfig) Probe(ctx context.Context, db int, wait time.Duration) (b
 			return
 		}
 		go func() { // not on the reader goroutine
-			c := n.Client
 			errc <- c.Do(ctx, c.B().Set().Key(key).Value("1").Px(wait).Build()).Error()
 		}()
 	})
@@ -362,7 +506,7 @@ func (n *NotifyConfig) Probe(ctx context.Context, db int, wait time.Duration) (b
 		_ = c.Do(context.Background(), c.B().Unsubscribe().Channel(channel).Build()).Error()
 		return err
 	})
-	err := n.Client.Receive(hooked, n.Client.B().Subscribe().Channel(channel).Build(), func(m rueidis.PubSubMessage) {
+	err := c.Receive(hooked, c.B().Subscribe().Channel(channel).Build(), func(m rueidis.PubSubMessage) {
 		seen.Store(true)
 		cancel()
 	})

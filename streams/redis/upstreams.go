@@ -47,6 +47,9 @@ const universal = "*"
 type Target struct {
 	Name    string
 	Pattern bool // PSUBSCRIBE instead of SUBSCRIBE
+	// Sharded is SSUBSCRIBE (Redis 7): on a cluster, the channel's slot
+	// owner alone, followed when the slot moves (see run).
+	Sharded bool
 	// Cover is a broader pattern, "<literal>*" with Name starting with that
 	// literal, shared by the pattern's family past MaxPatterns (for keyspace
 	// streams, the database's __keyspace@<db>__:*). Empty, or one that does
@@ -58,6 +61,9 @@ type Target struct {
 }
 
 func (c Target) key() string {
+	if c.Sharded {
+		return "S " + c.Name
+	}
 	if c.Pattern {
 		return "p " + c.Name
 	}
@@ -271,6 +277,9 @@ func (up *upstream) await(l *Listener, logger *slog.Logger) {
 }
 
 func (up *upstream) command(c rueidis.Client) rueidis.Completed {
+	if up.target.Sharded {
+		return c.B().Ssubscribe().Channel(up.target.Name).Build()
+	}
 	if up.target.Pattern {
 		return c.B().Psubscribe().Pattern(up.target.Name).Build()
 	}
@@ -278,6 +287,9 @@ func (up *upstream) command(c rueidis.Client) rueidis.Completed {
 }
 
 func (up *upstream) unsubscribe(c rueidis.CommandClient) rueidis.Completed {
+	if up.target.Sharded {
+		return c.B().Sunsubscribe().Channel(up.target.Name).Build()
+	}
 	if up.target.Pattern {
 		return c.B().Punsubscribe().Pattern(up.target.Name).Build()
 	}
@@ -286,7 +298,10 @@ func (up *upstream) unsubscribe(c rueidis.CommandClient) rueidis.Completed {
 
 // run holds the subscription until ctx ends. rueidis resubscribes by itself
 // after a reconnect; every confirmation after the first means messages may
-// have been missed, which listeners hear as a Gap.
+// have been missed, which listeners hear as a Gap. A sharded subscription
+// also ends when its slot leaves the node (Redis sends sunsubscribe and
+// Receive returns nil): the loop subscribes again, and rueidis, following
+// MOVED, reaches the slot's new owner.
 func (u *Upstreams) run(ctx context.Context, up *upstream, prev *upstream) {
 	defer func() {
 		u.mu.Lock()
@@ -314,7 +329,11 @@ func (u *Upstreams) run(ctx context.Context, up *upstream, prev *upstream) {
 	if up.target.Pattern {
 		kind = "psubscribe"
 	}
+	if up.target.Sharded {
+		kind = "ssubscribe"
+	}
 	var confirmed atomic.Int64
+	var moved atomic.Bool // the last Receive ended because a sharded slot moved
 	hooked := rueidis.WithOnSubscriptionHook(ctx, func(s rueidis.PubSubSubscription) {
 		if s.Kind != kind {
 			return
@@ -332,7 +351,11 @@ func (u *Upstreams) run(ctx context.Context, up *upstream, prev *upstream) {
 					logger.Warn("resync after subscribing failed", "channel", up.target.Name, "err", err)
 				}
 			}
-			up.announce(first)
+			reason := "Redis connection was re-established"
+			if moved.Swap(false) {
+				reason = "the sharded channel's slot moved to another node"
+			}
+			up.announce(first, reason)
 		}()
 	})
 	// Receive does not unsubscribe when it returns: do it on the same
@@ -357,7 +380,12 @@ func (u *Upstreams) run(ctx context.Context, up *upstream, prev *upstream) {
 			}
 			return
 		}
-		logger.Warn("redis subscription lost; retrying", "channel", up.target.Name, "err", err)
+		if err == nil && up.target.Sharded {
+			moved.Store(true) // until the next confirmation says so
+			logger.Info("sharded channel's slot moved; subscribing on its new owner", "channel", up.target.Name)
+		} else {
+			logger.Warn("redis subscription lost; retrying", "channel", up.target.Name, "err", err)
+		}
 		if !wait.Wait(ctx) {
 			return
 		}
@@ -375,10 +403,10 @@ func (up *upstream) deliver(m rueidis.PubSubMessage) {
 	up.covered.deliver(m, up.waiting)
 }
 
-func (up *upstream) announce(first bool) {
+func (up *upstream) announce(first bool, gap string) {
 	up.mu.Lock()
 	defer up.mu.Unlock()
-	state, reason := streams.Gap, "Redis connection was re-established"
+	state, reason := streams.Gap, gap
 	if first {
 		up.ready = true
 		state, reason = streams.Ready, ""
