@@ -107,7 +107,8 @@ func TestClusterChannelsLogsAndKeys(t *testing.T) {
 			t.Fatalf("update %+v", st)
 		}
 		k.do("DEL", key)
-		if d := testkit.Data(t, w.Expect("delete")); d["key"] != key {
+		// The reason comes from the key's own master's keyspace channel.
+		if d := testkit.Data(t, w.Expect("delete")); d["key"] != key || d["reason"] != "del" {
 			t.Fatalf("delete %v", d)
 		}
 	}
