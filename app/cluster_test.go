@@ -14,20 +14,7 @@ import (
 // naming every node) and stops it when the test ends.
 func startKeyfluxCluster(t testing.TB, cl *testkit.Cluster, flags ...string) *keyflux {
 	t.Helper()
-	k := &keyflux{t: t, logs: &syncBuffer{}, done: make(chan error, 1), rc: cl.Client(t)}
-	args := append([]string{"--listen", "127.0.0.1:0", "--redis-url", cl.URL(), "--log-level", "debug"}, flags...)
-	ctx, cancel := context.WithCancel(context.Background())
-	k.stop = cancel
-	started := make(chan *server, 1)
-	go func() { k.done <- run(ctx, args, k.logs, func(s *server) { started <- s }) }()
-	select {
-	case k.srv = <-started:
-	case err := <-k.done:
-		t.Fatalf("keyflux did not start: %v\n%s", err, k.logs)
-	}
-	k.base = "http://" + k.srv.addr()
-	t.Cleanup(k.shutdown)
-	return k
+	return launch(t, cl.URL(), cl.Client(t), flags...)
 }
 
 // Keyflux on a Redis Cluster: found by itself, one keyspace stream over

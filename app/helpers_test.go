@@ -56,9 +56,17 @@ func startKeyflux(t testing.TB, redisArgs []string, flags ...string) *keyflux {
 // second process or after a restart.
 func startKeyfluxOn(t testing.TB, rs *redisserver.Server, flags ...string) *keyflux {
 	t.Helper()
-	k := &keyflux{t: t, redis: rs, logs: &syncBuffer{}, done: make(chan error, 1)}
-	k.rc = testkit.NewClient(t, rs)
-	args := append([]string{"--listen", "127.0.0.1:0", "--redis-url", rs.URL(), "--log-level", "debug"}, flags...)
+	k := launch(t, rs.URL(), testkit.NewClient(t, rs), flags...)
+	k.redis = rs
+	return k
+}
+
+// launch runs Keyflux on the Redis at url (rc: a client of that Redis, for
+// the test) and stops it when the test ends.
+func launch(t testing.TB, url string, rc rueidis.Client, flags ...string) *keyflux {
+	t.Helper()
+	k := &keyflux{t: t, rc: rc, logs: &syncBuffer{}, done: make(chan error, 1)}
+	args := append([]string{"--listen", "127.0.0.1:0", "--redis-url", url, "--log-level", "debug"}, flags...)
 	ctx, cancel := context.WithCancel(context.Background())
 	k.stop = cancel
 	started := make(chan *server, 1)
