@@ -118,6 +118,26 @@ func TestStreamRatePerIP(t *testing.T) {
 	}
 }
 
+// TestStreamRatePerSub: a combined stream pays its address's rate for each
+// of its subs, so 32 subs cost what 32 streams do, not one token.
+func TestStreamRatePerSub(t *testing.T) {
+	k := startKeyflux(t, nil, "--stream-rate-per-ip", "0.1", "--stream-burst-per-ip", "40")
+	addr := k.srv.addr()
+	combined := func(from int) string {
+		var subs []string
+		for i := range 32 {
+			subs = append(subs, "s"+strconv.Itoa(i)+":channels/c"+strconv.Itoa(from+i))
+		}
+		return combinedPath(subs...)
+	}
+	getFrom(t, addr, "127.0.0.1", combined(0)).ok(t).conn.Close()
+	getFrom(t, addr, "127.0.0.1", combined(100)).refused(t, http.StatusTooManyRequests, "--stream-rate-per-ip")
+	// What is left of the burst still opens single streams.
+	for i := range 8 {
+		getFrom(t, addr, "127.0.0.1", "/streams/channels/one"+strconv.Itoa(i)).ok(t).conn.Close()
+	}
+}
+
 func TestTrustedProxies(t *testing.T) {
 	k := startKeyflux(t, nil, "--max-clients-per-ip", "1", "--trusted-proxies", "127.0.0.2")
 	addr := k.srv.addr()

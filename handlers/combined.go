@@ -66,7 +66,7 @@ func (h *handler) combined(c *fiber.Ctx) error {
 		seen[name] = true
 		joins = append(joins, req.joins()...)
 	}
-	return h.stream(c, q, joins)
+	return h.stream(c, q, joins, len(subs))
 }
 
 // sub parses one "<name>:<source>[/<name>][?<query>]".

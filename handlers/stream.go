@@ -55,7 +55,7 @@ func (h *handler) serve(src source) fiber.Handler {
 		if err != nil {
 			return err
 		}
-		return h.stream(c, q, req.joins())
+		return h.stream(c, q, req.joins(), 1)
 	}
 }
 
@@ -101,7 +101,9 @@ func lastEventID(c *fiber.Ctx, q url.Values) (string, error) {
 // applies to the whole connection (where to resume, the slow-consumer
 // policy). Nothing is subscribed until the connection is handed over, so a
 // request that fails before that leaves nothing behind.
-func (h *handler) stream(c *fiber.Ctx, q url.Values, joins []streams.Join) error {
+// cost is what the stream takes of its address's rate: a combined stream
+// pays for each of its subs.
+func (h *handler) stream(c *fiber.Ctx, q url.Values, joins []streams.Join, cost int) error {
 	who := identity(c)
 	if expired(who) {
 		return h.unauthenticated(c, &auth.InvalidError{Reason: "token expired"})
@@ -120,7 +122,7 @@ func (h *handler) stream(c *fiber.Ctx, q url.Values, joins []streams.Join) error
 	}
 	sink := h.cfg.Sink
 	header := h.corsHeader(c)  // the sink writes the head: Fiber's headers are not sent
-	release, err := h.admit(c) // after validation: bad input costs no token
+	release, err := h.admit(c, cost) // after validation: bad input costs no token
 	if err != nil {
 		return err
 	}

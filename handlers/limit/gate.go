@@ -87,12 +87,20 @@ func (e *Refused) RetryAfterSeconds() string {
 // release is called, which must happen when it ends, however it ends;
 // calling release again does nothing.
 func (g *Gate) Admit(peer netip.Addr, forwarded [][]byte) (release func(), err error) {
+	return g.AdmitN(peer, forwarded, 1)
+}
+
+// AdmitN is Admit for a stream that asks for n subscriptions at once (a
+// combined stream's subs): it takes n tokens of the address's rate, at most
+// a whole burst, so that one request cannot open many streams' worth of
+// Redis subscriptions for the price of one.
+func (g *Gate) AdmitN(peer netip.Addr, forwarded [][]byte, n int) (release func(), err error) {
 	addr := key(g.addrs.Client(peer, forwarded))
 	if reason := g.clients.acquire(addr); reason != "" {
 		return nil, g.refuse(reason, capacityRetry+rand.N(capacityRetry))
 	}
 	if g.rates != nil {
-		if ok, wait := g.rates.allow(addr, time.Now()); !ok {
+		if ok, wait := g.rates.allow(addr, time.Now(), n); !ok {
 			g.clients.release(addr)
 			return nil, g.refuse(reasonRate, wait)
 		}

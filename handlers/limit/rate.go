@@ -36,9 +36,10 @@ func newRates(perSecond float64, burst, max int) *rates {
 	}
 }
 
-// allow takes one token of addr's bucket at now; when there is none it
-// returns how long until there will be.
-func (r *rates) allow(addr netip.Addr, now time.Time) (bool, time.Duration) {
+// allow takes n tokens (at least 1, at most a burst) of addr's bucket at
+// now; when there are not enough it returns how long until there will be.
+func (r *rates) allow(addr netip.Addr, now time.Time, n int) (bool, time.Duration) {
+	n = min(max(n, 1), r.burst)
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if now.Sub(r.swept) >= r.refill {
@@ -55,10 +56,10 @@ func (r *rates) allow(addr netip.Addr, now time.Time) (bool, time.Duration) {
 		l = rate.NewLimiter(r.limit, r.burst)
 		r.byAddr[addr] = l
 	}
-	if l.AllowN(now, 1) {
+	if l.AllowN(now, n) {
 		return true, 0
 	}
-	wait := time.Duration((1 - l.TokensAt(now)) / float64(r.limit) * float64(time.Second))
+	wait := time.Duration((float64(n) - l.TokensAt(now)) / float64(r.limit) * float64(time.Second))
 	return false, wait
 }
 
