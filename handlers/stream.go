@@ -121,7 +121,7 @@ func (h *handler) stream(c *fiber.Ctx, q url.Values, joins []streams.Join, cost 
 		return hub.SubscribeAll(joins, r, lastID)
 	}
 	sink := h.cfg.Sink
-	header := h.corsHeader(c)  // the sink writes the head: Fiber's headers are not sent
+	header := h.corsHeader(c)        // the sink writes the head: Fiber's headers are not sent
 	release, err := h.admit(c, cost) // after validation: bad input costs no token
 	if err != nil {
 		return err
