@@ -3,5 +3,7 @@
 // Cluster with failover, kill, slot moves and new masters (cluster*.go),
 // waiting for a condition (wait.go), INFO parsing (info.go), reading SSE
 // with the independent go-sse parser, from frames or from real HTTP streams
-// (sse.go), and a hub receiver that records what it is sent (recorder.go).
+// (sse.go), a hub receiver that records what it is sent (recorder.go), and
+// nginx in front of test servers with the deployment's configuration
+// (nginx.go).
 package testkit
