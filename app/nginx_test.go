@@ -126,7 +126,7 @@ func TestBehindNginx(t *testing.T) {
 // proxied is one stream read through nginx with the test's own transport.
 type proxied struct {
 	resp   *http.Response
-	events chan sse.Event
+	events <-chan sse.Event
 }
 
 // openProxied opens url, checks it streams over HTTP/proto, and reads its
@@ -144,17 +144,7 @@ func openProxied(t *testing.T, tr *http.Transport, url string, proto int) *proxi
 			resp.Header.Get("Content-Type"), proto)
 		return nil
 	}
-	s := &proxied{resp: resp, events: make(chan sse.Event, 64)}
-	go func() {
-		defer close(s.events)
-		for ev, err := range sse.Read(resp.Body, nil) {
-			if err != nil {
-				return
-			}
-			s.events <- ev
-		}
-	}()
-	return s
+	return &proxied{resp: resp, events: testkit.ReadEvents(resp.Body, 64)}
 }
 
 func (s *proxied) close() { s.resp.Body.Close() }

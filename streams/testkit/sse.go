@@ -53,7 +53,7 @@ func Data(t testing.TB, ev sse.Event) map[string]any {
 type Stream struct {
 	t      testing.TB
 	resp   *http.Response
-	events chan sse.Event
+	events <-chan sse.Event
 	// LastID is the id of the latest event read, as Last-Event-ID.
 	LastID string
 }
@@ -80,18 +80,25 @@ func Open(t testing.TB, url string, headers ...string) *Stream {
 		resp.Body.Close()
 		t.Fatalf("GET %s: %d %s", url, resp.StatusCode, b)
 	}
-	s := &Stream{t: t, resp: resp, events: make(chan sse.Event, 4096)}
+	s := &Stream{t: t, resp: resp, events: ReadEvents(resp.Body, 4096)}
+	t.Cleanup(s.Close)
+	return s
+}
+
+// ReadEvents parses the SSE events of r, in order, into a channel of size
+// buffered events, closed when r ends or fails.
+func ReadEvents(r io.Reader, size int) <-chan sse.Event {
+	events := make(chan sse.Event, size)
 	go func() {
-		defer close(s.events)
-		for ev, err := range sse.Read(resp.Body, nil) {
+		defer close(events)
+		for ev, err := range sse.Read(r, nil) {
 			if err != nil {
 				return
 			}
-			s.events <- ev
+			events <- ev
 		}
 	}()
-	t.Cleanup(s.Close)
-	return s
+	return events
 }
 
 // Close hangs up.
