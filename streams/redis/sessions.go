@@ -127,7 +127,7 @@ func (s *Sessions) WatchSessionChanges(key string, changed func(), ended func(ex
 	w := s.watches[key]
 	if w == nil {
 		ctx, cancel := context.WithCancel(context.Background())
-		w = &sessionWatch{key: key, wake: make(chan struct{}, 1), ctx: ctx, cancel: cancel,
+		w = &sessionWatch{s: s, key: key, ctx: ctx, cancel: cancel,
 			watchers: make(map[*sessionWatcher]struct{})}
 		if s.watches == nil {
 			s.watches = make(map[string]*sessionWatch)
@@ -135,8 +135,7 @@ func (s *Sessions) WatchSessionChanges(key string, changed func(), ended func(ex
 		s.watches[key] = w
 		// Routed before the first read, so no invalidation is missed.
 		s.Invalidations.watch(key, w)
-		s.running.Add(1)
-		go s.run(w)
+		w.poke(false) // it may have gone since it was authenticated
 	} else if changed != nil {
 		w.poke(false) // a read for the newcomer's first changed (from the cache)
 	}
@@ -164,13 +163,22 @@ func (s *Sessions) Close() {
 	s.running.Wait()
 }
 
+// sessionWatch is one watched session. It owns no goroutine while nothing
+// happens (with a stream per session, one each would cost more than the
+// stream): a poke starts a read, and pokes during it make it read again.
 type sessionWatch struct {
+	s      *Sessions
 	key    string
-	wake   chan struct{} // one slot: invalidations coalesce
 	ctx    context.Context
 	cancel context.CancelFunc
 	// watchers are guarded by Sessions.mu.
 	watchers map[*sessionWatcher]struct{}
+
+	mu       sync.Mutex
+	reading  bool      // a read is running
+	again    bool      // poked during it: read once more
+	stopped  bool      // dropped: no read starts any more
+	expireAt time.Time // the last read's expiry, to tell an expiry from a deletion
 }
 
 type sessionWatcher struct {
@@ -178,12 +186,21 @@ type sessionWatcher struct {
 	ended   func(expired bool)
 }
 
-// poke asks for a re-read, never blocking the connection's reader.
+// poke asks for a re-read, never blocking the connection's reader: a burst
+// of pokes is one read, or two when one comes during it.
 func (w *sessionWatch) poke(bool) {
-	select {
-	case w.wake <- struct{}{}:
-	default:
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.stopped {
+		return
 	}
+	if w.reading {
+		w.again = true
+		return
+	}
+	w.reading = true
+	w.s.running.Add(1) // before stopped can be set: Close waits for it
+	go w.s.read(w)
 }
 
 func (s *Sessions) release(w *sessionWatch, e *sessionWatcher) {
@@ -197,6 +214,9 @@ func (s *Sessions) release(w *sessionWatch, e *sessionWatcher) {
 
 // drop removes w, if it is still the key's watch; s.mu held.
 func (s *Sessions) drop(w *sessionWatch) {
+	w.mu.Lock()
+	w.stopped = true
+	w.mu.Unlock()
 	if s.watches[w.key] == w {
 		delete(s.watches, w.key)
 		s.Invalidations.unwatch(w.key, w)
@@ -204,15 +224,16 @@ func (s *Sessions) drop(w *sessionWatch) {
 	w.cancel()
 }
 
-// run re-reads the session whenever it is poked (and once at the start:
-// it may have gone since it was authenticated) until it is gone or no one
-// watches it. A read that fails (Redis unreachable) is retried: tracking
-// starts again with the read that succeeds.
-func (s *Sessions) run(w *sessionWatch) {
+// read re-reads the session until no poke came meanwhile, or it is gone,
+// or no one watches it. A read that fails (Redis unreachable) is retried:
+// tracking starts again with the read that succeeds.
+func (s *Sessions) read(w *sessionWatch) {
 	defer s.running.Done()
 	retry := streams.Backoff{Min: 100 * time.Millisecond, Max: 5 * time.Second}
-	var expireAt time.Time
 	for {
+		w.mu.Lock()
+		w.again = false
+		w.mu.Unlock()
 		res := s.Client.DoCache(w.ctx, s.Client.B().Type().Key(w.key).Cache(), cacheFor)
 		exists, at, err := sessionType(res)
 		if w.ctx.Err() != nil {
@@ -227,20 +248,23 @@ func (s *Sessions) run(w *sessionWatch) {
 		}
 		retry.Reset()
 		if !exists {
+			expireAt := w.expireAt
 			s.end(w, !expireAt.IsZero() && time.Now().After(expireAt.Add(-expirySlack)))
 			return
 		}
-		expireAt = at
+		w.expireAt = at // only the one running read touches it
 		for _, e := range s.watchersOf(w) {
 			if e.changed != nil {
 				e.changed()
 			}
 		}
-		select {
-		case <-w.wake:
-		case <-w.ctx.Done():
+		w.mu.Lock()
+		if !w.again {
+			w.reading = false
+			w.mu.Unlock()
 			return
 		}
+		w.mu.Unlock()
 	}
 }
 

@@ -2,6 +2,7 @@ package redis
 
 import (
 	"context"
+	"runtime"
 	"strconv"
 	"sync"
 	"testing"
@@ -131,6 +132,7 @@ func TestSessionWatchesAreSharedAndReleased(t *testing.T) {
 	}
 
 	// Many sessions, watched and stopped: nothing stays.
+	before := runtime.NumGoroutine()
 	for i := range 200 {
 		testkit.WriteSpringSession(t, c, "ns", strconv.Itoa(i), "", time.Hour)
 	}
@@ -142,6 +144,21 @@ func TestSessionWatchesAreSharedAndReleased(t *testing.T) {
 	}
 	if s.Watched() != 200 {
 		t.Fatalf("%d watches for 200 sessions", s.Watched())
+	}
+	// Quiet sessions hold no goroutine: a stream per session is the common
+	// case, and a goroutine each would cost more than the stream.
+	testkit.Eventually(t, "the first reads done", func() bool {
+		done := make(chan struct{})
+		go func() { s.running.Wait(); close(done) }()
+		select {
+		case <-done:
+			return true
+		case <-time.After(10 * time.Millisecond):
+			return false
+		}
+	})
+	if n := runtime.NumGoroutine(); n > before+50 {
+		t.Fatalf("200 quiet watched sessions hold %d goroutines (%d before)", n-before, before)
 	}
 	for _, stop := range all {
 		stop()
