@@ -24,6 +24,12 @@ type Config struct {
 	KeyspaceConfig redis.NotifyMode
 	RedisCluster   redis.ClusterMode // auto: ask the node (INFO cluster)
 	TopologyCheck  time.Duration     // how often a cluster's topology is rescanned
+	// Journal: keyspace and channel events kept in Redis Streams, so ids
+	// hold across processes and restarts (docs/journal.md).
+	Journal       bool
+	JournalMaxLen int64
+	JournalTTL    time.Duration
+	JournalLease  time.Duration
 	Heartbeat      time.Duration
 	Retry          time.Duration
 	ReplaySize     int
@@ -97,6 +103,10 @@ func parseConfig(args []string, stderr io.Writer) (Config, error) {
 	fs.StringVar(&c.RedisURL, "redis-url", "", "Redis URL (redis://[user:pass@]host:port/db); empty launches a private redis-server")
 	clusterMode := fs.String("redis-cluster", "auto", "auto: use Redis Cluster when the URL's node is one (INFO cluster); true or false: refuse to start otherwise")
 	fs.DurationVar(&c.TopologyCheck, "redis-topology-check", time.Second, "how often a Redis Cluster's masters and slots are rescanned (also at once on a lost subscription)")
+	fs.BoolVar(&c.Journal, "journal", false, "keep keyspace and channel events in Redis Streams, so clients resume exactly on any Keyflux process, across restarts (docs/journal.md)")
+	fs.Int64Var(&c.JournalMaxLen, "journal-maxlen", 100_000, "entries each journal keeps at most (XTRIM MAXLEN ~)")
+	fs.DurationVar(&c.JournalTTL, "journal-ttl", time.Hour, "how long journal entries are kept at most (XTRIM MINID ~)")
+	fs.DurationVar(&c.JournalLease, "journal-lease", 5*time.Second, "journal writer lease: the longest a dead writer's journal goes unwritten")
 	mode := fs.String("keyspace-config", "auto", "auto: add the notify-keyspace-events flags Keyflux needs; none: never send CONFIG (managed Redis)")
 	fs.DurationVar(&c.Heartbeat, "heartbeat", 15*time.Second, "idle time before a heartbeat comment; bounds how long a vanished client lingers")
 	fs.DurationVar(&c.Retry, "retry", 2*time.Second, "reconnect delay sent to browsers in the retry field")
@@ -155,6 +165,9 @@ func parseConfig(args []string, stderr io.Writer) (Config, error) {
 	}
 	if c.TopologyCheck <= 0 {
 		return c, fmt.Errorf("redis-topology-check must be positive")
+	}
+	if c.JournalMaxLen < 1 || c.JournalTTL < time.Second || c.JournalLease < 100*time.Millisecond {
+		return c, fmt.Errorf("journal-maxlen must be positive, journal-ttl at least 1s and journal-lease at least 100ms")
 	}
 	if err := c.LogLevel.UnmarshalText([]byte(*level)); err != nil {
 		return c, fmt.Errorf("log-level: %w", err)

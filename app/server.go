@@ -50,11 +50,16 @@ func newServer(ctx context.Context, cfg Config, logger *slog.Logger) (*server, e
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	var journal *redis.JournalOptions
+	if cfg.Journal {
+		journal = &redis.JournalOptions{MaxLen: cfg.JournalMaxLen, TTL: cfg.JournalTTL, Lease: cfg.JournalLease,
+			Owner: cfg.Listen}
+	}
 	rc, err := redis.Open(ctx, redis.Options{
 		URL: cfg.RedisURL, KeyspaceConfig: cfg.KeyspaceConfig, KeyspaceCheck: cfg.KeyspaceCheck,
 		Broadcast: cfg.Tracking == "bcast", Prefixes: cfg.Expose, CacheBytes: cfg.CacheBytes,
 		ValueMaxBytes: cfg.ValueMaxBytes, APICache: cfg.APICache, MaxPatterns: cfg.MaxRedisPatterns,
-		Cluster: cfg.RedisCluster, TopologyCheck: cfg.TopologyCheck,
+		Cluster: cfg.RedisCluster, TopologyCheck: cfg.TopologyCheck, Journal: journal,
 		Registerer: reg, Logger: logger,
 	})
 	if err != nil {

@@ -21,10 +21,19 @@ type Channels struct {
 	// Buffer is how many messages may wait for the pipeline before the
 	// stream drops them and resets its subscribers.
 	Buffer int
+	// Journals, when set, serve channel streams (not sharded ones) from
+	// their journals.
+	Journals *Journals
 }
 
 // Stream returns the spec of the stream q selects.
-func (c *Channels) Stream(q streams.ChannelQuery) streams.Spec { return &channelSpec{c: c, q: q} }
+func (c *Channels) Stream(q streams.ChannelQuery) streams.Spec {
+	spec := &channelSpec{c: c, q: q}
+	if c.Journals != nil && !q.Sharded {
+		return c.journaled(q, spec)
+	}
+	return spec
+}
 
 type channelSpec struct {
 	c *Channels

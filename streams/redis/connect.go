@@ -44,9 +44,20 @@ type Options struct {
 	// TopologyCheck is how often a cluster's topology is rescanned (see
 	// Topology.Interval).
 	TopologyCheck time.Duration
+	// Journal, when set, serves keyspace and channel streams from journals
+	// in Redis (see Journals), so that ids hold across processes.
+	Journal *JournalOptions
 	// Registerer receives the adapter's metrics (nil: not registered).
 	Registerer prometheus.Registerer
 	Logger     *slog.Logger
+}
+
+// JournalOptions configure Journals.
+type JournalOptions struct {
+	MaxLen int64
+	TTL    time.Duration
+	Lease  time.Duration
+	Owner  string
 }
 
 // Conn is the Redis Keyflux uses, with every source on it. It holds two
@@ -74,6 +85,8 @@ type Conn struct {
 	// Topology follows the masters and slots of a Redis Cluster; nil on a
 	// single Redis.
 	Topology *Topology
+	// Journals is nil without Options.Journal.
+	Journals *Journals
 
 	client rueidis.Client
 	cache  rueidis.Client // nil without client-side caching
@@ -146,6 +159,15 @@ func Open(ctx context.Context, o Options) (*Conn, error) {
 		notify.follow()
 	}
 	c.Channels = &Channels{Upstreams: upstreams, Metrics: m}
+	if jo := o.Journal; jo != nil {
+		if c.Topology != nil {
+			c.Close()
+			return nil, errors.New("journals need a single Redis: Redis Cluster is not supported with --journal yet")
+		}
+		c.Journals = &Journals{Client: c.client, Upstreams: upstreams, Notify: notify, Logger: logger,
+			Metrics: NewJournalMetrics(o.Registerer), MaxLen: jo.MaxLen, TTL: jo.TTL, Lease: jo.Lease, Owner: jo.Owner}
+		c.Keyspace.Journals, c.Channels.Journals = c.Journals, c.Journals
+	}
 	c.StreamLogs = &StreamLogs{Client: c.client, Logger: logger}
 	c.Values = fresh
 	if c.cache != nil {
@@ -379,6 +401,9 @@ func (c *Conn) clusterReady(ctx context.Context) error {
 // Close releases both clients and stops a private redis-server. Close the
 // hub first: subscriptions still held are waited for, at most 5 s each set.
 func (c *Conn) Close() {
+	if c.Journals != nil { // leases released while the client is up
+		c.Journals.Close()
+	}
 	for _, u := range c.upstreams { // their last UNSUBSCRIBEs, before the clients go
 		u.Wait(5 * time.Second)
 	}

@@ -28,11 +28,18 @@ type Keyspace struct {
 	// another connection than the cache's invalidation, so a cached copy
 	// could still be the value from before the event.
 	Values *Values
+	// Journals, when set, serve keyspace streams from their database's
+	// journal (not on a cluster).
+	Journals *Journals
 }
 
 // Stream returns the spec of the stream q selects.
 func (k *Keyspace) Stream(q streams.KeyspaceQuery) streams.Spec {
-	return &keyspaceSpec{k: k, q: q}
+	spec := &keyspaceSpec{k: k, q: q}
+	if k.Journals != nil && k.Cluster == nil {
+		return k.journaled(q, spec)
+	}
+	return spec
 }
 
 type keyspaceSpec struct {

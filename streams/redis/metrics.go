@@ -78,3 +78,43 @@ func (n *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 	}
 }
+
+// JournalMetrics report the journals (journal.go).
+type JournalMetrics struct {
+	Writer   *prometheus.GaugeVec
+	Appended prometheus.Counter
+	Resets   *prometheus.CounterVec
+	Acquired prometheus.Counter
+}
+
+// NewJournalMetrics creates the collectors, registered with reg unless it is nil.
+func NewJournalMetrics(reg prometheus.Registerer) *JournalMetrics {
+	f := promauto.With(reg)
+	return &JournalMetrics{
+		Writer: f.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "keyflux_journal_writer",
+			Help: "1 for each journal this process writes (holds the lease of), 0 for those it only reads.",
+		}, []string{"journal"}),
+		Appended: f.NewCounter(prometheus.CounterOpts{
+			Name: "keyflux_journal_appended_total",
+			Help: "Entries this process appended to journals, resets included.",
+		}),
+		Resets: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "keyflux_journal_resets_total",
+			Help: "Reset entries this process appended to journals, by reason.",
+		}, []string{"reason"}),
+		Acquired: f.NewCounter(prometheus.CounterOpts{
+			Name: "keyflux_journal_leases_acquired_total",
+			Help: "Times this process became a journal's writer.",
+		}),
+	}
+}
+
+var unregisteredJournal = NewJournalMetrics(nil)
+
+func orUnregisteredJournal(m *JournalMetrics) *JournalMetrics {
+	if m == nil {
+		return unregisteredJournal
+	}
+	return m
+}

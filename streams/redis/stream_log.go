@@ -263,22 +263,27 @@ type streamInfo struct {
 	lastGenerated streams.EntryID
 	maxDeleted    streams.EntryID // Redis 7+: the newest id removed by XDEL (not by trimming)
 	first         string          // the oldest entry still there, "" for none
+	length, added int64           // entries now, and ever added (Redis 7+; else both 0)
 }
 
 // lost reports whether entries after id may have gone: id is older than
-// the first entry left (trimming removes the oldest first, and Redis does
-// not record which ids it trimmed, so this also fires when only id itself
-// was trimmed), or an entry after id was XDELeted.
+// the first entry left and some entry was ever removed (trimming removes
+// the oldest first, and Redis does not record which ids it trimmed, so this
+// also fires when only id itself was trimmed), or an entry after id was
+// XDELeted.
 func (i streamInfo) lost(id streams.EntryID) bool {
-	if first, ok := streams.ParseEntryID(i.first); ok && id.Compare(first) < 0 {
+	if first, ok := streams.ParseEntryID(i.first); ok && id.Compare(first) < 0 && i.added > i.length {
 		return true
 	}
 	return id.Compare(i.maxDeleted) < 0
 }
 
 func (s *streamLogSpec) info(ctx context.Context) (streamInfo, error) {
-	c := s.l.Client
-	m, err := c.Do(ctx, c.B().XinfoStream().Key(s.q.Key).Build()).AsMap()
+	return readStreamInfo(ctx, s.l.Client, s.q.Key)
+}
+
+func readStreamInfo(ctx context.Context, c rueidis.Client, key string) (streamInfo, error) {
+	m, err := c.Do(ctx, c.B().XinfoStream().Key(key).Build()).AsMap()
 	if err != nil {
 		if strings.Contains(err.Error(), "no such key") {
 			return streamInfo{}, nil
@@ -292,6 +297,12 @@ func (s *streamLogSpec) info(ctx context.Context) (streamInfo, error) {
 	if v, ok := m["max-deleted-entry-id"]; ok {
 		str, _ := v.ToString()
 		info.maxDeleted, _ = streams.ParseEntryID(str)
+	}
+	length, added := m["length"], m["entries-added"]
+	info.length, _ = length.AsInt64()
+	info.added, _ = added.AsInt64()
+	if info.added == 0 && info.length > 0 { // before Redis 7: assume trimmed
+		info.added = info.length + 1
 	}
 	if v, ok := m["first-entry"]; ok {
 		if e, err := v.AsXRangeSlice(); err == nil {

@@ -1,0 +1,227 @@
+package redis
+
+import (
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/rueidis"
+
+	"github.com/keyflux/keyflux/streams"
+	"github.com/keyflux/keyflux/streams/redis/redisserver"
+	"github.com/keyflux/keyflux/streams/testkit"
+)
+
+func msgs(prefix string, from, to int) []seen {
+	var s []seen
+	for i := from; i < to; i++ {
+		s = append(s, seen{"ch", prefix + strconv.Itoa(i)})
+	}
+	return s
+}
+
+func TestAlign(t *testing.T) {
+	same := func(n int) []seen { return slices.Repeat([]seen{{"job:42", "set"}}, n) }
+	for _, c := range []struct {
+		name   string
+		tail   []seen
+		record []seen
+		whole  bool
+		at     int
+		ok     bool
+	}{
+		{"overlap", msgs("m", 0, 100), msgs("m", 50, 130), false, 49, true},
+		{"record ends at the journal's end", msgs("m", 0, 100), msgs("m", 50, 100), false, 49, true},
+		{"journal inside the record", msgs("m", 10, 20), msgs("m", 0, 40), true, 19, true},
+		{"empty journal", nil, msgs("m", 0, 5), true, -1, true},
+		{"empty journal, but not from its start", nil, msgs("m", 0, 5), false, 0, false},
+		{"overlap too short to prove", msgs("m", 0, 100), msgs("m", 95, 130), false, 0, false},
+		{"no overlap", msgs("m", 0, 100), msgs("m", 200, 300), false, 0, false},
+		{"the stream repeats itself", same(100), same(300), false, 0, false},
+		{"a gap inside the overlap", msgs("m", 0, 100), append(msgs("m", 50, 70), msgs("m", 71, 120)...), false, 0, false},
+		{"short journal since a reset, wholly seen", msgs("m", 0, 3), msgs("m", 0, 10), true, 2, true},
+		{"short journal since a reset, partly seen", msgs("m", 0, 3), msgs("m", 1, 10), true, 0, false},
+	} {
+		at, ok := align(c.tail, c.record, c.whole)
+		if ok != c.ok || (ok && at != c.at) {
+			t.Errorf("%s: align = %d, %v; want %d, %v", c.name, at, ok, c.at, c.ok)
+		}
+	}
+}
+
+// instance is one Keyflux process's journal side: its own Redis client,
+// subscriptions, journals and hub.
+type instance struct {
+	c    rueidis.Client
+	js   *Journals
+	ch   *Channels
+	ks   *Keyspace
+	hub  *streams.Hub
+	stop func()
+}
+
+func newInstance(t *testing.T, srv *redisserver.Server, name string, lease time.Duration) *instance {
+	c := testkit.NewClient(t, srv)
+	up := &Upstreams{Client: c}
+	js := &Journals{Client: c, Upstreams: up, Lease: lease, Owner: name, MaxLen: 10000, TTL: time.Hour}
+	in := &instance{c: c, js: js, ch: &Channels{Upstreams: up, Journals: js}, ks: &Keyspace{Upstreams: up, Journals: js},
+		hub: streams.NewHub(streams.HubOptions{})}
+	stopped := false
+	in.stop = func() {
+		if !stopped {
+			stopped = true
+			in.hub.Close()
+			js.Close()
+			up.Wait(5 * time.Second)
+		}
+	}
+	t.Cleanup(in.stop)
+	return in
+}
+
+func writerOf(t *testing.T, key string, ins ...*instance) *instance {
+	t.Helper()
+	var w *instance
+	testkit.Eventually(t, "a journal writer", func() bool {
+		n := 0
+		for _, in := range ins {
+			if slices.Contains(in.js.Writing(), key) {
+				w, n = in, n+1
+			}
+		}
+		return n == 1
+	})
+	return w
+}
+
+// payloads returns the data of the frames, and fails on any but "message"
+// and "connected" events.
+func payloads(t *testing.T, fs []*streams.Frame) (data, ids []string) {
+	t.Helper()
+	for _, f := range fs {
+		switch ev := testkit.Parse(f.Bytes); ev.Type {
+		case "connected":
+		case "message", "":
+			data, ids = append(data, ev.Data), append(ids, ev.LastEventID)
+		default:
+			t.Fatalf("unexpected %q event: %s", ev.Type, f.Bytes)
+		}
+	}
+	return data, ids
+}
+
+func publishRange(t *testing.T, c rueidis.Client, ch string, from, to int) {
+	for i := from; i < to; i++ {
+		testkit.Do(t, c, "PUBLISH", ch, "n="+strconv.Itoa(i))
+	}
+}
+
+func want(from, to int) string {
+	var s []string
+	for i := from; i < to; i++ {
+		s = append(s, "n="+strconv.Itoa(i))
+	}
+	return strings.Join(s, " ")
+}
+
+// Two processes serve the same channel: the same events with the same ids,
+// and a graceful stop of the writer hands over with nothing lost.
+func TestJournalTwoProcessesSameIDsAndHandover(t *testing.T) {
+	srv, c := testkit.Redis(t)
+	a, b := newInstance(t, srv, "a", 400*time.Millisecond), newInstance(t, srv, "b", 400*time.Millisecond)
+	ra, rb := testkit.NewRecorder(), testkit.NewRecorder()
+	q := streams.ChannelQuery{Name: "news"}
+	if _, err := a.hub.Subscribe(a.ch.Stream(q), ra, ""); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.hub.Subscribe(b.ch.Stream(q), rb, ""); err != nil {
+		t.Fatal(err)
+	}
+	ra.Wait(t, 1)
+	rb.Wait(t, 1)
+	key := ChannelJournal("news", false)
+	w := writerOf(t, key, a, b)
+	publishRange(t, c, "news", 0, 50)
+	da, ia := payloads(t, ra.Wait(t, 51))
+	db, ib := payloads(t, rb.Wait(t, 51))
+	if strings.Join(da, " ") != want(0, 50) || fmt.Sprint(ia) != fmt.Sprint(ib) || fmt.Sprint(da) != fmt.Sprint(db) {
+		t.Fatalf("a got %v %v\nb got %v %v", da, ia, db, ib)
+	}
+	if _, ok := streams.ParseEntryID(ia[0]); !ok {
+		t.Fatalf("id %q is not a journal entry id", ia[0])
+	}
+	// The writer stops while messages flow; the other takes over.
+	other, ro := b, rb
+	if w == b {
+		other, ro = a, ra
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		publishRange(t, c, "news", 50, 300)
+	}()
+	w.stop()
+	<-done
+	writerOf(t, key, other)
+	d, ids := payloads(t, ro.Wait(t, 301))
+	if strings.Join(d, " ") != want(0, 300) {
+		t.Fatalf("after the handover got %v", d)
+	}
+	// A client with any id resumes exactly, on the process left.
+	r := testkit.NewRecorder()
+	if _, err := other.hub.Subscribe(other.ch.Stream(q), r, ids[99]); err != nil {
+		t.Fatal(err)
+	}
+	if d, _ := payloads(t, r.Wait(t, 201)); strings.Join(d, " ") != want(100, 300) {
+		t.Fatalf("resumed with %v", d)
+	}
+}
+
+// A writer that vanishes without a word (its connection gone, its lease
+// left to expire) is replaced; a stream that repeats itself cannot prove
+// where the journal ends, so the new writer records a reset, with an id.
+func TestJournalTakeoverRecordsResetWithoutProof(t *testing.T) {
+	srv, c := testkit.Redis(t)
+	a, b := newInstance(t, srv, "a", 300*time.Millisecond), newInstance(t, srv, "b", 300*time.Millisecond)
+	q := streams.ChannelQuery{Name: "same"}
+	ra, rb := testkit.NewRecorder(), testkit.NewRecorder()
+	_, _ = a.hub.Subscribe(a.ch.Stream(q), ra, "")
+	_, _ = b.hub.Subscribe(b.ch.Stream(q), rb, "")
+	ra.Wait(t, 1)
+	rb.Wait(t, 1)
+	key := ChannelJournal("same", false)
+	w := writerOf(t, key, a, b)
+	other, ro := b, rb
+	if w == b {
+		other, ro = a, ra
+	}
+	for range 40 {
+		testkit.Do(t, c, "PUBLISH", "same", "tick")
+	}
+	ro.Wait(t, 41)
+	// The writer vanishes: its client is closed, its lease left to expire.
+	w.c.Close()
+	for range 40 {
+		testkit.Do(t, c, "PUBLISH", "same", "tick")
+	}
+	writerOf(t, key, other)
+	testkit.Do(t, c, "PUBLISH", "same", "after")
+	var reset *streams.Frame
+	testkit.Eventually(t, "a reset and the message after it", func() bool {
+		fs := ro.Wait(t, ro.Count())
+		reset = nil
+		for i, f := range fs {
+			if testkit.Field(f.Bytes, "event") == "reset" {
+				reset = f
+				return i+1 < len(fs) && testkit.Field(fs[len(fs)-1].Bytes, "data") == "after"
+			}
+		}
+		return false
+	})
+	if !strings.Contains(string(reset.Bytes), `"reason":"upstream-gap"`) || reset.ID == "" {
+		t.Fatalf("reset frame %q", reset.Bytes)
+	}
+}
