@@ -52,9 +52,10 @@ type Journals struct {
 	// Block bounds one XREAD call; 0 means 10 s.
 	Block time.Duration
 
-	mu   sync.Mutex
-	live map[string]*journal
-	wg   sync.WaitGroup
+	mu      sync.Mutex
+	live    map[string]*journal
+	wg      sync.WaitGroup
+	readers readers
 }
 
 // Journal keys. Keyspace journals are one per database; channel journals
@@ -63,7 +64,8 @@ type Journals struct {
 const (
 	journalPrefix = "keyflux:journal:"
 	// recordMax bounds a journal's record: a standby that takes over after
-	// more messages than this since the journal's end records a reset.
+	// more messages than this since the journal's end records a reset. The
+	// record also forgets what is older than two leases.
 	recordMax = 16384
 	// alignMax is how much of the journal's end a takeover reads.
 	alignMax = 4096
@@ -102,9 +104,10 @@ type journal struct {
 	log    *slog.Logger
 
 	mu     sync.Mutex
-	ready  bool   // subscribed: the record is whole from its start
-	record []seen // what this process saw since it (re)subscribed, oldest first
-	first  uint64 // the number of record[0]; numbers never repeat
+	ready  bool    // subscribed: the record is whole from its start
+	record []seen  // what this process saw since it (re)subscribed, oldest first
+	when   []int64 // when it saw each (Unix ns), to forget what no takeover needs
+	first  uint64  // the number of record[0]; numbers never repeat
 	// While this process writes: next is the number of the first message
 	// not yet appended, owed a reset reason to append before it.
 	writing bool
@@ -190,6 +193,7 @@ func (js *Journals) Close() {
 	}
 	js.mu.Unlock()
 	js.wg.Wait()
+	js.readers.close()
 }
 
 // Writing returns the keys of the journals this process writes.
@@ -244,13 +248,10 @@ func (j *journal) run() {
 	case <-j.ctx.Done():
 		return
 	}
-	var reading sync.WaitGroup
-	reading.Add(1)
-	go func() {
-		defer reading.Done()
-		j.read()
-	}()
-	defer reading.Wait()
+	if !j.startReading() {
+		return
+	}
+	defer j.js.readers.remove(j)
 	j.campaign()
 }
 
@@ -266,10 +267,18 @@ func (j *journal) saw(msg rueidis.PubSubMessage) {
 		j.mu.Unlock()
 		return
 	}
+	now := time.Now().UnixNano()
 	j.record = append(j.record, s)
-	if len(j.record) > recordMax {
-		drop := len(j.record) - recordMax*3/4 // trim in steps, not per message
-		j.record = append(j.record[:0:0], j.record[drop:]...)
+	j.when = append(j.when, now)
+	// A takeover needs what came after the journal's end, which a dead
+	// writer left at most a lease ago: keep two leases' worth (and a proof's).
+	old := now - int64(2*j.lease.TTL+time.Second)
+	drop := 0
+	for drop < len(j.when) && (len(j.when)-drop > recordMax || len(j.when)-drop > 2*minProof && j.when[drop] < old) {
+		drop++
+	}
+	if drop > 0 {
+		j.record, j.when = j.record[drop:], j.when[drop:]
 		j.first += uint64(drop)
 		if j.writing && j.next < j.first {
 			j.next, j.owed = j.first, streams.ResetOverflow
@@ -308,7 +317,7 @@ func (j *journal) state(k streams.Kind, _ string) {
 	defer j.mu.Unlock()
 	if k == streams.Gap || !j.ready {
 		j.first += uint64(len(j.record))
-		j.record = nil
+		j.record, j.when = nil, nil
 		if j.writing && k == streams.Gap {
 			j.next, j.owed = j.first, streams.ResetGap
 		}
@@ -581,76 +590,4 @@ func parseEntry(e rueidis.XRangeSlice) journalEntry {
 		}
 	}
 	return je
-}
-
-// read tails the journal from its end as it is now, handing each entry to
-// every listener, until the journal stops. A failed read resumes after the
-// last entry read: nothing is lost.
-func (j *journal) read() {
-	c := j.js.Client
-	block := j.js.Block
-	if block <= 0 {
-		block = 10 * time.Second
-	}
-	var wait streams.Backoff
-	at := ""
-	for at == "" {
-		last, err := j.tailID(j.ctx)
-		if err == nil {
-			at = last
-			break
-		}
-		if j.ctx.Err() != nil {
-			return
-		}
-		j.log.Warn("reading the journal failed; retrying", "err", err)
-		if !wait.Wait(j.ctx) {
-			return
-		}
-	}
-	j.rmu.Lock()
-	j.at = at
-	for l := range j.listeners {
-		l.ready(at)
-	}
-	j.rmu.Unlock()
-	for {
-		cmd := c.B().Xread().Count(readCount).Block(block.Milliseconds()).Streams().Key(j.key).Id(at).Build()
-		res, err := c.Do(j.ctx, cmd).AsXReadSlices()
-		if j.ctx.Err() != nil {
-			return
-		}
-		if err != nil && !rueidis.IsRedisNil(err) {
-			j.log.Warn("tailing the journal failed; retrying", "err", err)
-			if !wait.Wait(j.ctx) {
-				return
-			}
-			continue
-		}
-		wait.Reset()
-		entries := res[j.key]
-		if len(entries) == 0 {
-			continue
-		}
-		j.rmu.Lock()
-		for _, e := range entries {
-			je := parseEntry(e)
-			for l := range j.listeners {
-				l.entry(je)
-			}
-			at = e.ID
-		}
-		j.at = at
-		j.rmu.Unlock()
-	}
-}
-
-// tailID is the id of the journal's last entry, "0-0" when it is empty.
-func (j *journal) tailID(ctx context.Context) (string, error) {
-	c := j.js.Client
-	entries, err := c.Do(ctx, c.B().Xrevrange().Key(j.key).End("+").Start("-").Count(1).Build()).AsXRangeSlices()
-	if err != nil || len(entries) == 0 {
-		return "0-0", err
-	}
-	return entries[0].ID, nil
 }

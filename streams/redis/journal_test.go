@@ -181,47 +181,109 @@ func TestJournalTwoProcessesSameIDsAndHandover(t *testing.T) {
 }
 
 // A writer that vanishes without a word (its connection gone, its lease
-// left to expire) is replaced; a stream that repeats itself cannot prove
-// where the journal ends, so the new writer records a reset, with an id.
-func TestJournalTakeoverRecordsResetWithoutProof(t *testing.T) {
-	srv, c := testkit.Redis(t)
-	a, b := newInstance(t, srv, "a", 300*time.Millisecond), newInstance(t, srv, "b", 300*time.Millisecond)
-	q := streams.ChannelQuery{Name: "same"}
-	ra, rb := testkit.NewRecorder(), testkit.NewRecorder()
-	_, _ = a.hub.Subscribe(a.ch.Stream(q), ra, "")
-	_, _ = b.hub.Subscribe(b.ch.Stream(q), rb, "")
-	ra.Wait(t, 1)
-	rb.Wait(t, 1)
-	key := ChannelJournal("same", false)
-	w := writerOf(t, key, a, b)
-	other, ro := b, rb
-	if w == b {
-		other, ro = a, ra
-	}
-	for range 40 {
-		testkit.Do(t, c, "PUBLISH", "same", "tick")
-	}
-	ro.Wait(t, 41)
-	// The writer vanishes: its client is closed, its lease left to expire.
-	w.c.Close()
-	for range 40 {
-		testkit.Do(t, c, "PUBLISH", "same", "tick")
-	}
-	writerOf(t, key, other)
-	testkit.Do(t, c, "PUBLISH", "same", "after")
-	var reset *streams.Frame
-	testkit.Eventually(t, "a reset and the message after it", func() bool {
-		fs := ro.Wait(t, ro.Count())
-		reset = nil
-		for i, f := range fs {
-			if testkit.Field(f.Bytes, "event") == "reset" {
-				reset = f
-				return i+1 < len(fs) && testkit.Field(fs[len(fs)-1].Bytes, "data") == "after"
+// left to expire) is replaced. The new writer places the journal's end in
+// what it saw and appends exactly what is missing; a stream that repeats
+// itself cannot prove where the journal ends, so there the new writer
+// records a reset, with an id.
+func TestJournalTakeoverAfterAVanishedWriter(t *testing.T) {
+	for _, c := range []struct {
+		name    string
+		payload func(i int) string
+		reset   bool
+	}{
+		{"distinct messages: exact", func(i int) string { return "n=" + strconv.Itoa(i) }, false},
+		{"a stream that repeats itself: reset", func(int) string { return "tick" }, true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			srv, rc := testkit.Redis(t)
+			a, b := newInstance(t, srv, "a", 300*time.Millisecond), newInstance(t, srv, "b", 300*time.Millisecond)
+			q := streams.ChannelQuery{Name: "ch"}
+			ra, rb := testkit.NewRecorder(), testkit.NewRecorder()
+			_, _ = a.hub.Subscribe(a.ch.Stream(q), ra, "")
+			_, _ = b.hub.Subscribe(b.ch.Stream(q), rb, "")
+			ra.Wait(t, 1)
+			rb.Wait(t, 1)
+			key := ChannelJournal("ch", false)
+			w := writerOf(t, key, a, b)
+			other, ro := b, rb
+			if w == b {
+				other, ro = a, ra
 			}
-		}
-		return false
-	})
-	if !strings.Contains(string(reset.Bytes), `"reason":"upstream-gap"`) || reset.ID == "" {
-		t.Fatalf("reset frame %q", reset.Bytes)
+			for i := range 40 {
+				testkit.Do(t, rc, "PUBLISH", "ch", c.payload(i))
+			}
+			ro.Wait(t, 41)
+			// The writer vanishes: its client is closed, its lease left to expire.
+			w.c.Close()
+			for i := 40; i < 80; i++ {
+				testkit.Do(t, rc, "PUBLISH", "ch", c.payload(i))
+			}
+			writerOf(t, key, other)
+			testkit.Do(t, rc, "PUBLISH", "ch", "after")
+			var fs []*streams.Frame
+			testkit.Eventually(t, "the message after the takeover", func() bool {
+				fs = ro.Wait(t, ro.Count())
+				return testkit.Field(fs[len(fs)-1].Bytes, "data") == "after"
+			})
+			var got []string
+			var reset *streams.Frame
+			for _, f := range fs[1 : len(fs)-1] {
+				if testkit.Field(f.Bytes, "event") == "reset" {
+					reset = f
+					continue
+				}
+				got = append(got, testkit.Field(f.Bytes, "data"))
+			}
+			if !c.reset {
+				if reset != nil || len(got) != 80 || got[79] != c.payload(79) || got[40] != c.payload(40) {
+					t.Fatalf("got %v, reset %v; want every message once", got, reset)
+				}
+				return
+			}
+			if reset == nil || !strings.Contains(string(reset.Bytes), `"reason":"upstream-gap"`) || reset.ID == "" {
+				t.Fatalf("reset frame %v", reset)
+			}
+		})
 	}
+}
+
+// Many journals share a few readers, and everything goes once the last
+// client leaves: subscriptions, readers' connections, leases.
+func TestJournalManyJournalsThenNothingLeft(t *testing.T) {
+	srv, c := testkit.Redis(t)
+	in := newInstance(t, srv, "a", 300*time.Millisecond)
+	const n = 2*readerJournals + 5
+	recs := make([]*testkit.Recorder, n)
+	subs := make([]*streams.Subscription, n)
+	for i := range n {
+		recs[i] = testkit.NewRecorder()
+		var err error
+		if subs[i], err = in.hub.Subscribe(in.ch.Stream(streams.ChannelQuery{Name: "room:" + strconv.Itoa(i)}), recs[i], ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range n {
+		recs[i].Wait(t, 1)
+	}
+	testkit.Eventually(t, "a writer for every journal", func() bool { return len(in.js.Writing()) == n })
+	for i := range n {
+		testkit.Do(t, c, "PUBLISH", "room:"+strconv.Itoa(i), "hello "+strconv.Itoa(i))
+	}
+	for i := range n {
+		if d, _ := payloads(t, recs[i].Wait(t, 2)); d[0] != "hello "+strconv.Itoa(i) {
+			t.Fatalf("room %d got %v", i, d)
+		}
+	}
+	if shards := len(in.js.readers.shards); shards != 3 {
+		t.Fatalf("%d journals read by %d readers, want 3", n, shards)
+	}
+	for _, s := range subs {
+		s.Close()
+	}
+	testkit.Eventually(t, "journals stopped, leases released", func() bool {
+		subs, _ := testkit.Do(t, c, "PUBSUB", "NUMSUB", "room:0").ToArray()
+		leases, _ := testkit.Do(t, c, "KEYS", "{keyflux:journal:*}:lease").AsStrSlice()
+		cnt, _ := subs[1].AsInt64()
+		return len(in.js.Writing()) == 0 && len(leases) == 0 && cnt == 0
+	})
 }
