@@ -1,6 +1,7 @@
 package redis
 
 import (
+	"encoding/json"
 	"fmt"
 	"slices"
 	"strconv"
@@ -286,4 +287,40 @@ func TestJournalManyJournalsThenNothingLeft(t *testing.T) {
 		cnt, _ := subs[1].AsInt64()
 		return len(in.js.Writing()) == 0 && len(leases) == 0 && cnt == 0
 	})
+}
+
+// A journaled keyspace stream: entry ids, the entry's time as ts, its own
+// pattern and events, and never the journal's own keys.
+func TestJournalKeyspace(t *testing.T) {
+	srv, c := testkit.Redis(t, "--notify-keyspace-events", "KA")
+	in := newInstance(t, srv, "a", 300*time.Millisecond)
+	all, jobs := testkit.NewRecorder(), testkit.NewRecorder()
+	_, _ = in.hub.Subscribe(in.ks.Stream(streams.KeyspaceQuery{Pattern: "*"}), all, "")
+	_, _ = in.hub.Subscribe(in.ks.Stream(streams.KeyspaceQuery{Pattern: "job:*", Events: []string{"del"}}), jobs, "")
+	all.Wait(t, 1)
+	jobs.Wait(t, 1)
+	writerOf(t, KeyspaceJournal(0), in)
+	testkit.Do(t, c, "SET", "job:1", "x")
+	testkit.Do(t, c, "SET", "other", "x")
+	testkit.Do(t, c, "DEL", "job:1")
+	got := all.Wait(t, 4)
+	if names := testkit.EventNames(got); fmt.Sprint(names) != "[connected set set del]" {
+		t.Fatalf("events %v", names)
+	}
+	var ev streams.KeyspaceEvent
+	if err := json.Unmarshal([]byte(testkit.Field(got[1].Bytes, "data")), &ev); err != nil {
+		t.Fatal(err)
+	}
+	if ev.Key != "job:1" || ev.TS != entryMillis(got[1].ID) {
+		t.Fatalf("event %+v with id %s", ev, got[1].ID)
+	}
+	del := jobs.Wait(t, 2)[1]
+	if del.ID != got[3].ID || testkit.Field(del.Bytes, "event") != "del" {
+		t.Fatalf("job:* del frame %q, want id %s", del.Bytes, got[3].ID)
+	}
+	// Nothing else arrived: the journal's own appends and lease are not events.
+	testkit.Do(t, c, "SET", "last", "x")
+	if f := all.Wait(t, 5)[4]; !strings.Contains(string(f.Bytes), `"key":"last"`) {
+		t.Fatalf("unexpected event %q", f.Bytes)
+	}
 }
