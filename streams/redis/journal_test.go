@@ -1,6 +1,7 @@
 package redis
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"slices"
@@ -322,5 +323,36 @@ func TestJournalKeyspace(t *testing.T) {
 	testkit.Do(t, c, "SET", "last", "x")
 	if f := all.Wait(t, 5)[4]; !strings.Contains(string(f.Bytes), `"key":"last"`) {
 		t.Fatalf("unexpected event %q", f.Bytes)
+	}
+}
+
+// A client from a process further ahead resumes here with nothing
+// replayed and its position kept; an id past the journal's end is unknown.
+func TestJournalReplayFromAProcessAhead(t *testing.T) {
+	srv, c := testkit.Redis(t)
+	in := newInstance(t, srv, "a", 300*time.Millisecond)
+	spec := in.ch.Stream(streams.ChannelQuery{Name: "ahead"}).(*journaled)
+	key := ChannelJournal("ahead", false)
+	var ids []string
+	for i := range 3 {
+		id, err := c.Do(context.Background(), c.B().Xadd().Key(key).Id("*").FieldValue().FieldValue("channel", "ahead").FieldValue("message", strconv.Itoa(i)).Build()).ToString()
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, id)
+	}
+	var got []streams.Event
+	emit := func(ev streams.Event) bool { got = append(got, ev); return true }
+	pos, err := spec.Replay(context.Background(), ids[2], ids[0], emit)
+	if err != nil || pos != ids[2] || len(got) != 1 || got[0].Kind != streams.Ready {
+		t.Fatalf("Replay from ahead = %q, %v, %+v", pos, err, got)
+	}
+	got = nil
+	if _, err := spec.Replay(context.Background(), "99999999999999-0", ids[2], emit); err != nil || len(got) != 2 || got[1].Code != streams.ResetUnknownID {
+		t.Fatalf("Replay past the end: %v, %+v", err, got)
+	}
+	got = nil
+	if pos, err := spec.Replay(context.Background(), ids[0], ids[2], emit); err != nil || pos != ids[2] || len(got) != 3 || got[2].ID != ids[2] {
+		t.Fatalf("Replay after the first: %q, %v, %+v", pos, err, got)
 	}
 }
