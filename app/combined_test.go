@@ -136,8 +136,4 @@ func TestCombinedStreamWithChannel(t *testing.T) {
 	if d := testkit.Data(t, ev); d["sub"] != "news" || d["data"] != "line 1\nline 2" {
 		t.Fatalf("channel event in a combined stream: %s", ev.Data)
 	}
-	status, body := k.get(combinedPath("audit:log/audit"))
-	if status != 400 || !strings.Contains(body["error"].(string), "cannot be combined") {
-		t.Fatalf("a log sub: %d %v", status, body)
-	}
 }

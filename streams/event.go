@@ -34,7 +34,10 @@ type Event struct {
 	// by Durable streams (a Redis Stream entry id). Other streams leave it
 	// empty: the hub numbers their events. On a Ready event of a Durable
 	// stream it is the position the stream (or a subscriber's replay)
-	// starts after; on a Gap during a replay, the first id still available.
+	// starts after; on a Gap during a replay, the first id still available,
+	// except on a Gap with Code ResetGap (a reset entry of a Durable
+	// stream's history, live or replayed): that entry's own id, which the
+	// "reset" carries.
 	ID string
 	// Name is the SSE event name ("set", "del", "message", ...).
 	Name string

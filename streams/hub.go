@@ -133,7 +133,8 @@ type Group struct {
 
 // SubscribeAll joins r to several topics at once, as one stream: the frames
 // each topic missed since lastID are merged in id order, and live frames
-// follow in id order too, so one Last-Event-ID resumes them all.
+// follow in id order too, so one Last-Event-ID resumes them all. When some
+// of the topics are Durable, that id is a Position instead (positions.go).
 func (h *Hub) SubscribeAll(joins []Join, r Receiver, lastID string) ([]*Subscription, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -163,6 +164,8 @@ func (h *Hub) SubscribeAll(joins []Join, r Receiver, lastID string) ([]*Subscrip
 	}
 	h.order.Lock()
 	defer h.order.Unlock()
+	// Several topics, some Durable: the client's id is a Position.
+	receivers, lastIDs := positionReceivers(joins, r, lastID, h.opts.Metrics)
 	subs := make([]*Subscription, len(topics))
 	var welcomes []*Subscription
 	for i, t := range topics {
@@ -175,6 +178,9 @@ func (h *Hub) SubscribeAll(joins []Join, r Receiver, lastID string) ([]*Subscrip
 		}
 		subs[i] = &Subscription{t: t, r: r, lastID: lastID, idx: len(t.subs), greet: true,
 			spec: joins[i].Spec, group: joins[i].Group}
+		if receivers != nil {
+			subs[i].r, subs[i].lastID = receivers[i], lastIDs[i]
+		}
 		t.subs = append(t.subs, subs[i])
 		if t.ready {
 			welcomes = append(welcomes, subs[i])

@@ -18,6 +18,9 @@ type Metrics struct {
 	Replayed         prometheus.Counter
 	Resets           *prometheus.CounterVec
 	Healed           prometheus.Counter
+	// PositionsUnencodable counts frames of combined streams sent without
+	// a resumable position (positions.go).
+	PositionsUnencodable prometheus.Counter
 }
 
 // NewMetrics creates the collectors, registered with reg unless it is nil.
@@ -63,6 +66,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Healed: f.NewCounter(prometheus.CounterOpts{
 			Name: "keyflux_snapshots_sent_total",
 			Help: "Fresh snapshots sent to clients of state streams instead of a replay or reset.",
+		}),
+		PositionsUnencodable: f.NewCounter(prometheus.CounterOpts{
+			Name: "keyflux_positions_unencodable_total",
+			Help: "Events of combined streams over journals sent without an id, their position being longer than 128 bytes (or an id not a Redis entry id).",
 		}),
 	}
 }

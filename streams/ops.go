@@ -179,26 +179,45 @@ func sourcePosition(src string, offset int) (line, col int) {
 // does not split streams.
 func (c *Operators) Key() string { return c.key }
 
-// ErrOpsOnDurable refuses operators on a Durable stream: its history is
-// replayed from the source, past any pipeline.
-var ErrOpsOnDurable = errors.New("operators do not apply to log streams, whose history is replayed from Redis")
-
 // WithOps returns spec followed by ops (spec itself when ops is nil).
+//
+// On a Durable spec, stateless operators (filter, map) keep it Durable:
+// every process computes the same output for the same entries, so live
+// events keep the source's ids and a replay applies the same operators to
+// the history. Stateful ones (throttle, buffer) make it an ordinary stream:
+// what they emit depends on when this process's pipeline started, so its
+// events are numbered by the hub like any other and a resume on another
+// process gets "reset".
 func WithOps(spec Spec, ops *Operators, m *Metrics) (Spec, error) {
 	if ops == nil {
 		return spec, nil
-	}
-	if _, ok := spec.(Durable); ok {
-		return nil, ErrOpsOnDurable
 	}
 	if m == nil {
 		m = NewMetrics(nil)
 	}
 	o := &opsSpec{Spec: spec, ops: ops, m: m}
-	if h, ok := spec.(Healer); ok {
+	h, healer := spec.(Healer)
+	if d, ok := spec.(Durable); ok {
+		if !ops.Stateless() {
+			o.unnumber = true // and no longer Durable: opsSpec hides Replay
+		} else {
+			od := &opsDurable{o, d}
+			if healer {
+				return &opsDurableHealer{od, h}, nil
+			}
+			return od, nil
+		}
+	}
+	if healer {
 		return &opsHealer{o, h}, nil
 	}
 	return o, nil
+}
+
+// Stateless reports whether the operators are filter and map only: each
+// event's output depends on that event alone.
+func (c *Operators) Stateless() bool {
+	return c.ops.Throttle == 0 && c.ops.BufferTime == 0 && c.ops.BufferCount == 0
 }
 
 // opsHealer keeps a state stream healing through its operators: the
@@ -214,8 +233,15 @@ func (s *opsHealer) Heal() (Event, bool) {
 	if !ok {
 		return ev, false
 	}
+	return s.applyOnce(ev)
+}
+
+// applyOnce filters and maps one event outside the pipeline (a snapshot, a
+// replayed entry), on machines of its own: the pipeline's run elsewhere.
+// It reports false when the event is dropped.
+func (s *opsSpec) applyOnce(ev Event) (Event, bool) {
 	o := s.ops
-	if o.filter != nil { // a machine of its own: the pipeline's runs elsewhere
+	if o.filter != nil {
 		keep, err := o.filter.runOnce(exprEnv(ev))
 		if err != nil {
 			s.m.OperatorErrors.WithLabelValues("filter").Inc()
@@ -239,10 +265,52 @@ func (s *opsHealer) Heal() (Event, bool) {
 	return ev, true
 }
 
+// opsDurable is a Durable stream behind stateless operators: its replay
+// goes through the same filter and map as its live events.
+type opsDurable struct {
+	*opsSpec
+	d Durable
+}
+
+// Replay filters and maps the replayed entries; Ready and Gap pass, and the
+// position is the source's: entries the filter drops are behind it too.
+func (s *opsDurable) Replay(ctx context.Context, lastID, head string, emit func(Event) bool) (string, error) {
+	return s.d.Replay(ctx, lastID, head, func(ev Event) bool {
+		if ev.Kind != Data {
+			return emit(ev)
+		}
+		out, ok := s.applyOnce(ev)
+		if !ok {
+			return true
+		}
+		return emit(out)
+	})
+}
+
+func (s *opsDurable) CompareIDs(a, b string) int { return s.d.CompareIDs(a, b) }
+
+// opsDurableHealer is a Durable state stream behind stateless operators.
+type opsDurableHealer struct {
+	*opsDurable
+	h Healer
+}
+
+func (s *opsDurableHealer) Heal() (Event, bool) {
+	ev, ok := s.h.Heal()
+	if !ok {
+		return ev, false
+	}
+	return s.applyOnce(ev)
+}
+
 type opsSpec struct {
 	Spec
 	ops *Operators
 	m   *Metrics
+	// unnumber clears the source's ids at the end of the pipeline: a
+	// Durable source behind stateful operators, whose output the hub
+	// numbers like any other stream's.
+	unnumber bool
 }
 
 func (s *opsSpec) Key() string { return s.Spec.Key() + " | " + s.ops.key }
@@ -301,6 +369,17 @@ func (s *opsSpec) Open(ctx context.Context) rxgo.Observable {
 	if o.ops.BufferTime > 0 || o.ops.BufferCount > 0 {
 		d, n := o.ops.BufferTime, o.ops.BufferCount
 		obs = stage(obs, func(in <-chan rxgo.Item, out chan<- rxgo.Item) { buffer(d, n, in, out) })
+	}
+	if s.unnumber {
+		obs = stage(obs, func(in <-chan rxgo.Item, out chan<- rxgo.Item) {
+			for item := range in {
+				if ev, ok := item.V.(Event); ok {
+					ev.ID = ""
+					item = rxgo.Of(ev)
+				}
+				out <- item
+			}
+		})
 	}
 	return obs
 }

@@ -75,6 +75,12 @@ func (h *Hub) welcome(subs []*Subscription) {
 		return
 	}
 	lastID := subs[0].lastID
+	for _, s := range subs { // in position mode, Durable ones hold their component
+		if _, durable := s.t.resume.(*durableResume); !durable {
+			lastID = s.lastID
+			break
+		}
+	}
 	now := h.ids.issued() // with h.order held, everything up to now is delivered
 	at := position{given: lastID != ""}
 	if at.given {

@@ -1,6 +1,9 @@
 package streams
 
-import "context"
+import (
+	"cmp"
+	"context"
+)
 
 // durableResume is the resume strategy of Durable streams: events keep
 // the source's own ids and there is no ring; a joining subscriber catches
@@ -110,6 +113,9 @@ func (r *durableResume) replay(ctx context.Context, s *Subscription, head string
 		}
 		pending := c.pending
 		c.pending, c.active, c.after = nil, false, from
+		if cu, ok := s.r.(caughtUpReceiver); ok && from != "" {
+			cu.caughtUp(from) // before the live frames after it
+		}
 		for _, f := range pending {
 			if r.hold(s, f) {
 				continue
@@ -138,12 +144,18 @@ func (r *durableResume) emit(ctx context.Context, s *Subscription, ev Event, gre
 		*greeted = true
 		f = mustFrame(ev.ID, "connected", s.spec.Describe())
 	case Gap:
-		m.Resets.WithLabelValues(ev.Code).Inc()
-		d := resetData(ev.Code, ev.Reason)
-		if ev.ID != "" {
+		code := cmp.Or(ev.Code, ResetGap)
+		m.Resets.WithLabelValues(code).Inc()
+		d := resetData(code, ev.Reason)
+		id := ""
+		switch {
+		case ev.ID == "":
+		case code == ResetGap: // a reset entry of the history: it has its own id
+			id = ev.ID
+		default: // the history after lastID is not whole: where it starts now
 			d["first"] = ev.ID
 		}
-		f = mustFrame("", "reset", d)
+		f = mustFrame(id, "reset", d)
 	default:
 		var err error
 		if f, err = EncodeFrame(ev.ID, ev.Name, ev.Data, ev.Raw); err != nil {

@@ -61,7 +61,9 @@ type Durable interface {
 	// before any event resumes there); a Gap when the history after
 	// lastID is not whole (Code ResetExpiredID or ResetUnknownID, ID the
 	// first id still available); then the Data events after its position
-	// up to and including head, the newest id the topic has published.
+	// up to and including head, the newest id the topic has published,
+	// among them any reset entry of the history (a Gap with Code ResetGap
+	// and its own ID, sent as a "reset" with that id, as it is live).
 	// lastID is the client's Last-Event-ID, "" for none, in which case the
 	// spec's own parameters choose where to start. Replay stops when emit
 	// returns false, and returns the id of the last event the subscriber

@@ -11,9 +11,20 @@ import (
 // their names (so addEventListener works as on a single stream) and their
 // data becomes {"sub": name, "data": <the event's data>}, which a page uses
 // to route them. A text payload becomes a JSON string there, exactly.
+//
+// A Durable spec stays Durable (its replayed entries are tagged too), so a
+// combined stream resumes it exactly, by position (positions.go).
 func Tagged(spec Spec, name string) Spec {
 	t := &taggedSpec{Spec: spec, name: name}
-	if h, ok := spec.(Healer); ok {
+	h, healer := spec.(Healer)
+	if d, ok := spec.(Durable); ok {
+		td := &taggedDurable{t, d}
+		if healer {
+			return &taggedDurableHealer{td, h}
+		}
+		return td
+	}
+	if healer {
 		return &taggedHealer{t, h}
 	}
 	return t
@@ -63,6 +74,37 @@ type taggedHealer struct {
 }
 
 func (s *taggedHealer) Heal() (Event, bool) {
+	ev, ok := s.h.Heal()
+	if ok {
+		s.tag(&ev)
+	}
+	return ev, ok
+}
+
+// taggedDurable is a Durable stream inside a combined stream.
+type taggedDurable struct {
+	*taggedSpec
+	d Durable
+}
+
+func (s *taggedDurable) Replay(ctx context.Context, lastID, head string, emit func(Event) bool) (string, error) {
+	return s.d.Replay(ctx, lastID, head, func(ev Event) bool {
+		if ev.Kind == Data {
+			s.tag(&ev)
+		}
+		return emit(ev)
+	})
+}
+
+func (s *taggedDurable) CompareIDs(a, b string) int { return s.d.CompareIDs(a, b) }
+
+// taggedDurableHealer is a Durable state stream inside a combined stream.
+type taggedDurableHealer struct {
+	*taggedDurable
+	h Healer
+}
+
+func (s *taggedDurableHealer) Heal() (Event, bool) {
 	ev, ok := s.h.Heal()
 	if ok {
 		s.tag(&ev)

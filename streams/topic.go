@@ -55,7 +55,13 @@ func (t *topic) run(obs rxgo.Observable) {
 		case Gap:
 			code := cmp.Or(ev.Code, ResetGap)
 			t.hub.opts.Metrics.Resets.WithLabelValues(code).Inc()
-			t.publish(Event{Name: "reset", Data: resetData(code, ev.Reason)})
+			reset := Event{Name: "reset", Data: resetData(code, ev.Reason)}
+			// A journal's reset entry: the reset is at that entry, so it
+			// carries its id, and a client that got it resumes past it.
+			if _, durable := t.resume.(*durableResume); durable && code == ResetGap {
+				reset.ID = ev.ID
+			}
+			t.publish(reset)
 		default:
 			t.events.Inc()
 			t.publish(ev)
