@@ -339,12 +339,15 @@ func TestJournalLeaseHold(t *testing.T) {
 	admin := testkit.NewClient(t, srv) // a connection Hold's pause cannot block
 
 	t.Run("renews until cancelled", func(t *testing.T) {
-		l := shortLease(c, "held", "a")
+		// A TTL a loaded machine cannot miss a renewal by (renewals come
+		// every third of it).
+		l := newLease(c, "held", "a")
+		l.TTL = 1200 * time.Millisecond
 		tok := mustAcquire(t, l)
 		cancel, lost, done := holding(l, tok)
 		defer cancel()
-		// Four TTLs pass and the lease is still ours: only renewals explain it.
-		for end := time.Now().Add(4 * leaseTTL); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
+		// Three TTLs pass and the lease is still ours: only renewals explain it.
+		for end := time.Now().Add(3 * l.TTL); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
 			if v, _ := testkit.Do(t, admin, "GET", "{held}:lease").ToString(); v != tok.String() {
 				t.Fatalf("lease holds %q while Hold runs; want %q", v, tok.String())
 			}

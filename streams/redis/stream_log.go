@@ -267,12 +267,14 @@ type streamInfo struct {
 }
 
 // lost reports whether entries after id may have gone: id is older than
-// the first entry left and some entry was ever removed (trimming removes
-// the oldest first, and Redis does not record which ids it trimmed, so this
-// also fires when only id itself was trimmed), or an entry after id was
-// XDELeted.
+// the first entry left (trimming removes the oldest first, and Redis does
+// not record which ids it trimmed, so this also fires when only id itself
+// was trimmed; and a stream deleted and made again has lost everything),
+// or an entry after id was XDELeted. 0-0, the position of a stream that was
+// empty, has lost nothing while nothing was ever removed.
 func (i streamInfo) lost(id streams.EntryID) bool {
-	if first, ok := streams.ParseEntryID(i.first); ok && id.Compare(first) < 0 && i.added > i.length {
+	first, ok := streams.ParseEntryID(i.first)
+	if ok && id.Compare(first) < 0 && (i.added > i.length || id != (streams.EntryID{})) {
 		return true
 	}
 	return id.Compare(i.maxDeleted) < 0
