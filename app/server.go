@@ -124,6 +124,7 @@ func newServer(ctx context.Context, cfg Config, logger *slog.Logger) (*server, e
 		Ready:           rc.Ready,
 		Metrics:         promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}),
 		Public:          public.Files,
+		Sets:            rc.Sets,
 	}
 	if authn != nil {
 		routes.Auth = authn

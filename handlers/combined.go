@@ -14,20 +14,23 @@ import (
 	"github.com/keyflux/keyflux/streams"
 )
 
-// maxSubs bounds the subscriptions of one combined stream.
-const maxSubs = 32
+// maxJoins bounds the topics one combined stream joins (a sub watching
+// several keys joins one per key).
+const maxJoins = 1024
 
 var subName = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
 
 // sources are what a combined stream's subscriptions may name, by the
-// path of their own endpoint below /streams/. Log streams are not among
-// them: their ids are Redis entry ids, which one Last-Event-ID for the
-// whole connection could not carry next to the others.
+// path of their own endpoint below /streams/. Subs with ids of their own
+// source (log streams, journaled keyspace and channel streams) resume
+// exactly: the connection's Last-Event-ID is then a position holding one
+// Redis entry id per such sub (streams.Position).
 func (h *handler) sources() map[string]source {
 	return map[string]source{
 		"keyspace": keyspace,
 		"keys":     keyWatch,
 		"channels": channels,
+		"log":      streamLog,
 	}
 }
 
@@ -42,29 +45,22 @@ func (h *handler) combined(c *fiber.Ctx) error {
 		return err
 	}
 	for name := range q {
-		if name != "sub" && name != "lastEventId" && name != "slow" {
+		if name != "sub" && name != "set" && name != "lastEventId" && name != "slow" {
 			return invalid("unknown parameter " + strconv.Quote(name) + " (operators go inside each sub)")
 		}
 	}
 	subs := q["sub"]
-	if len(subs) == 0 {
-		return invalid("sub is required: sub=<name>:<stream>?<query>")
-	}
-	if len(subs) > maxSubs {
-		return invalid("more than " + strconv.Itoa(maxSubs) + " subs")
-	}
-	var joins []streams.Join
-	seen := map[string]bool{}
-	for _, sub := range subs {
-		req, name, err := h.sub(c.UserContext(), identity(c), sub)
-		if err != nil {
+	if set := q["set"]; len(set) > 0 {
+		if len(subs) > 0 || len(set) > 1 {
+			return invalid("set names the subs: give one set and no sub")
+		}
+		if subs, err = h.loadSet(c, set[0]); err != nil {
 			return err
 		}
-		if seen[name] {
-			return invalid("sub " + strconv.Quote(name) + " is named twice")
-		}
-		seen[name] = true
-		joins = append(joins, req.joins()...)
+	}
+	joins, err := h.subs(c, subs)
+	if err != nil {
+		return err
 	}
 	return h.stream(c, q, joins, len(subs))
 }
@@ -78,9 +74,6 @@ func (h *handler) sub(ctx context.Context, who *auth.Identity, s string) (reques
 	path, rawQuery, _ := strings.Cut(rest, "?")
 	src, arg, _ := strings.Cut(path, "/")
 	parse, ok := h.sources()[src]
-	if src == "log" {
-		return request{}, "", invalid("sub " + strconv.Quote(name) + ": log streams resume by Redis entry id and cannot be combined; open them on their own")
-	}
 	if !ok {
 		return request{}, "", invalid("sub " + strconv.Quote(name) + ": unknown stream " + strconv.Quote(src))
 	}
@@ -108,4 +101,43 @@ func (h *handler) sub(ctx context.Context, who *auth.Identity, s string) (reques
 		req.group["sub"] = name
 	}
 	return req, name, nil
+}
+
+// subs parses a combined stream's subs (from the query or a named set) into
+// its joins: each checked as its own endpoint would, names unique.
+func (h *handler) subs(c *fiber.Ctx, list []string) ([]streams.Join, error) {
+	if len(list) == 0 {
+		return nil, invalid("sub is required: sub=<name>:<stream>?<query>")
+	}
+	if len(list) > maxSetSubs {
+		return nil, invalid("more than " + strconv.Itoa(maxSetSubs) + " subs")
+	}
+	var joins []streams.Join
+	seen := map[string]bool{}
+	durable := 0
+	for _, sub := range list {
+		req, name, err := h.sub(c.UserContext(), identity(c), sub)
+		if err != nil {
+			return nil, err
+		}
+		if seen[name] {
+			return nil, invalid("sub " + strconv.Quote(name) + " is named twice")
+		}
+		seen[name] = true
+		for _, j := range req.joins() {
+			if _, ok := j.Spec.(streams.Durable); ok {
+				durable++
+			}
+			joins = append(joins, j)
+		}
+	}
+	// One Last-Event-ID holds a position in each sub with ids of its own.
+	if durable > streams.PositionMaxJournals {
+		return nil, invalid("more than " + strconv.Itoa(streams.PositionMaxJournals) +
+			" subs with ids of their own (log streams; keyspace and channel streams with --journal) on one connection: open another for the rest")
+	}
+	if len(joins) > maxJoins {
+		return nil, invalid("more than " + strconv.Itoa(maxJoins) + " streams (keys watched included) on one connection")
+	}
+	return joins, nil
 }

@@ -64,6 +64,8 @@ type Config struct {
 	Metrics http.Handler
 	// Public is the dashboard's files.
 	Public fs.FS
+	// Sets keeps named sets of subs (POST /api/sets); nil: none.
+	Sets SetStore
 }
 
 // Register mounts every route on app.
@@ -91,7 +93,9 @@ func Register(app *fiber.App, cfg Config) {
 	app.Get("/api/keys/*", h.apiKey)
 	app.Post("/api/channels/*", h.publishChannel)
 	app.Post("/api/log/*", h.publishStreamLog)
+	app.Post("/api/sets", h.createSet)
 	if cfg.Public != nil {
+		registerModule(app, cfg.Public)
 		app.Use("/", dashboardHeaders, filesystem.New(filesystem.Config{Root: http.FS(cfg.Public), MaxAge: 60}))
 	}
 }

@@ -43,3 +43,7 @@ type KeyReader interface {
 
 // ErrNotStream says a key asked for as a Redis Stream holds another type.
 var ErrNotStream = errors.New("not a stream")
+
+// ErrUnknownSet says a named set of subs does not exist (never saved, or
+// expired).
+var ErrUnknownSet = errors.New("unknown or expired set")

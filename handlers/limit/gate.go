@@ -17,6 +17,7 @@ const (
 	reasonClients        = "max-clients"
 	reasonClientsPerAddr = "max-clients-per-ip"
 	reasonRate           = "stream-rate-per-ip"
+	reasonSets           = "sets-per-ip"
 )
 
 // capacityRetry is the shortest Retry-After when streams are full; each
@@ -39,6 +40,7 @@ type Gate struct {
 	addrs   Addrs
 	clients *clients
 	rates   *rates // nil: no rate limit
+	sets    setRates
 	refused *prometheus.CounterVec
 }
 
@@ -70,6 +72,9 @@ type Refused struct {
 }
 
 func (e *Refused) Error() string {
+	if e.Reason == reasonSets {
+		return "too many sets created from your address (one per 5 s, 10 at once); retry later"
+	}
 	if e.Status == http.StatusServiceUnavailable {
 		return "too many open streams (--" + e.Reason + "); retry later"
 	}

@@ -87,6 +87,8 @@ type Conn struct {
 	Topology *Topology
 	// Journals is nil without Options.Journal.
 	Journals *Journals
+	// Sets keeps named sets of combined-stream subs.
+	Sets *Sets
 
 	client rueidis.Client
 	cache  rueidis.Client // nil without client-side caching
@@ -169,6 +171,7 @@ func Open(ctx context.Context, o Options) (*Conn, error) {
 		c.Keyspace.Journals, c.Channels.Journals = c.Journals, c.Journals
 	}
 	c.StreamLogs = &StreamLogs{Client: c.client, Logger: logger}
+	c.Sets = &Sets{Client: c.client, TTL: 10 * time.Minute}
 	c.Values = fresh
 	if c.cache != nil {
 		cached := &Values{Client: c.cache, Cached: true, MaxBytes: o.ValueMaxBytes, Reads: m.KeyReads}

@@ -334,7 +334,7 @@ func entryEvent(e rueidis.XRangeSlice) streams.Event {
 		b.Write(v)
 	}
 	b.WriteByte('}')
-	return streams.Event{ID: e.ID, Name: name, Raw: b.Bytes()}
+	return streams.Event{ID: e.ID, Name: name, Data: json.RawMessage(b.Bytes())}
 }
 
 func (l *StreamLogs) logger() *slog.Logger {
