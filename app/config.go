@@ -26,10 +26,10 @@ type Config struct {
 	TopologyCheck  time.Duration     // how often a cluster's topology is rescanned
 	// Journal: keyspace and channel events kept in Redis Streams, so ids
 	// hold across processes and restarts (docs/journal.md).
-	Journal       bool
-	JournalMaxLen int64
-	JournalTTL    time.Duration
-	JournalLease  time.Duration
+	Journal        bool
+	JournalMaxLen  int64
+	JournalTTL     time.Duration
+	JournalLease   time.Duration
 	Heartbeat      time.Duration
 	Retry          time.Duration
 	ReplaySize     int
