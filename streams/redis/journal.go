@@ -113,6 +113,7 @@ type journal struct {
 	writing bool
 	next    uint64
 	owed    string
+	gaps    uint64 // counts moves of next by a gap, so an append in flight cannot undo one
 	wake    chan struct{} // the writer has something to append; one slot
 	subbed  chan struct{} // closed once subscribed
 
@@ -252,7 +253,10 @@ func (j *journal) run() {
 		return
 	}
 	defer j.js.readers.remove(j)
-	j.campaign()
+	j.rmu.Lock()
+	existing := j.at != "0-0"
+	j.rmu.Unlock()
+	j.campaign(existing)
 }
 
 // saw records one message from the subscription. It runs on the Redis
@@ -282,6 +286,7 @@ func (j *journal) saw(msg rueidis.PubSubMessage) {
 		j.first += uint64(drop)
 		if j.writing && j.next < j.first {
 			j.next, j.owed = j.first, streams.ResetOverflow
+			j.gaps++
 		}
 	}
 	writing := j.writing
@@ -320,6 +325,7 @@ func (j *journal) state(k streams.Kind, _ string) {
 		j.record, j.when = nil, nil
 		if j.writing && k == streams.Gap {
 			j.next, j.owed = j.first, streams.ResetGap
+			j.gaps++
 		}
 	}
 	if k == streams.Ready && !j.ready {
@@ -352,9 +358,21 @@ func (j *journal) trackNotify() func() {
 
 // campaign tries for the lease every quarter of its TTL and writes while
 // it holds it.
-func (j *journal) campaign() {
+func (j *journal) campaign(existing bool) {
 	every := j.lease.TTL / 4
 	failed := streams.Backoff{Min: every, Max: 30 * time.Second}
+	if existing {
+		// A journal others may be writing, or have just released: leave
+		// the lease to processes that have watched it longer, whose record
+		// can place its end, for one lease.
+		t := time.NewTimer(j.lease.TTL)
+		select {
+		case <-j.ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+	}
 	for {
 		token, ok, err := j.lease.Acquire(j.ctx)
 		wait := every/2 + rand.N(every) // standbys do not all ask at once
@@ -437,7 +455,9 @@ func (j *journal) takeover(ctx context.Context) (string, error) {
 				j.next = j.first + uint64(at+1)
 				j.owed = ""
 			} else {
-				j.next = j.first + uint64(len(j.record))
+				// The reset tells clients something may be missing; what
+				// this process saw follows it, so only what nobody saw is.
+				j.next = j.first + uint64(guess(tail, j.record)+1)
 				j.owed = streams.ResetGap
 				j.log.Warn("journal takeover: cannot prove where the journal ends in what this process saw; recording a reset",
 					"journal_messages", len(tail), "seen", len(j.record))
@@ -496,7 +516,7 @@ func (j *journal) appendLoop(ctx context.Context, token Token, tail string) {
 	for {
 		j.mu.Lock()
 		owed := j.owed
-		from := j.next
+		from, gaps := j.next, j.gaps
 		start := int(from - j.first)
 		batch := make([][]string, 0, min(appendMax, len(j.record)-start+1))
 		if owed != "" {
@@ -544,16 +564,13 @@ func (j *journal) appendLoop(ctx context.Context, token Token, tail string) {
 		wait.Reset()
 		n := len(batch)
 		m.Appended.Add(float64(n))
-		j.mu.Lock()
 		if owed != "" {
 			n--
 			m.Resets.WithLabelValues(owed).Inc()
-			if j.owed == owed {
-				j.owed = ""
-			}
 		}
-		if j.next == from { // not moved by a gap meanwhile
-			j.next += uint64(n)
+		j.mu.Lock()
+		if j.gaps == gaps { // else a gap moved next and owes its own reset
+			j.next, j.owed = from+uint64(n), ""
 		}
 		j.mu.Unlock()
 	}

@@ -63,3 +63,22 @@ func equalRuns(a, b []seen) bool {
 	}
 	return true
 }
+
+// guess is where a takeover that could not prove the journal's end
+// continues after its reset: right after the earliest placement that fits
+// at all (so what is appended may repeat some messages but misses none the
+// record holds), or, with none, the whole record: it returns the index in
+// record of the journal's last message, -1 for "before the record".
+func guess(tail, record []seen) int {
+	if len(tail) == 0 {
+		return -1
+	}
+	end := tail[len(tail)-1]
+	for p := range record {
+		n := min(p+1, len(tail))
+		if record[p] == end && equalRuns(tail[len(tail)-n:], record[p+1-n:p+1]) {
+			return p
+		}
+	}
+	return -1
+}

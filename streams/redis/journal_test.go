@@ -25,6 +25,24 @@ func msgs(prefix string, from, to int) []seen {
 	return s
 }
 
+func TestGuess(t *testing.T) {
+	tick := slices.Repeat([]seen{{"ch", "tick"}}, 50)
+	for _, c := range []struct {
+		name         string
+		tail, record []seen
+		want         int
+	}{
+		{"short overlap", msgs("m", 0, 100), msgs("m", 95, 130), 4},
+		{"no overlap", msgs("m", 0, 100), msgs("m", 200, 300), -1},
+		{"repeats: the earliest fit", tick, tick, 0},
+		{"empty journal", nil, msgs("m", 0, 3), -1},
+	} {
+		if got := guess(c.tail, c.record); got != c.want {
+			t.Errorf("%s: guess = %d, want %d", c.name, got, c.want)
+		}
+	}
+}
+
 func TestAlign(t *testing.T) {
 	same := func(n int) []seen { return slices.Repeat([]seen{{"job:42", "set"}}, n) }
 	for _, c := range []struct {

@@ -198,12 +198,21 @@ http {
 `, dir)
 }
 
+// NginxServerParams are the parameters of each upstream's server line, as
+// docs/deploy.md gives them: an instance is never marked unavailable.
+// nginx counts a stream as a success only when it ends, so an instance
+// marked failed (max_fails) would take back one new stream per
+// fail_timeout; after a rolling restart that is "no live upstreams" (502)
+// for every reconnecting client. A stopped instance refuses at once and
+// nginx passes the request to the next one.
+const NginxServerParams = "max_fails=0"
+
 // fill puts the test's values in the deployment's configuration. Without
 // TLS the listen line loses "ssl http2" and the ssl_ lines go.
 func fill(template string, opts NginxOptions, addr, dir string) string {
 	var servers []string
 	for _, u := range opts.Upstreams {
-		servers = append(servers, "server "+u+";")
+		servers = append(servers, "server "+u+" "+NginxServerParams+";")
 	}
 	site := strings.NewReplacer(
 		"{{upstreams}}", strings.Join(servers, "\n    "),
