@@ -113,7 +113,7 @@ type journal struct {
 	writing bool
 	next    uint64
 	owed    string
-	gaps    uint64 // counts moves of next by a gap, so an append in flight cannot undo one
+	gaps    uint64        // counts moves of next by a gap, so an append in flight cannot undo one
 	wake    chan struct{} // the writer has something to append; one slot
 	subbed  chan struct{} // closed once subscribed
 
