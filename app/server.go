@@ -52,8 +52,8 @@ func newServer(ctx context.Context, cfg Config, logger *slog.Logger) (*server, e
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	var journal *redis.JournalOptions
 	if cfg.Journal {
-		journal = &redis.JournalOptions{MaxLen: cfg.JournalMaxLen, TTL: cfg.JournalTTL, Lease: cfg.JournalLease,
-			Owner: cfg.Listen}
+		// Lease tokens name the process by host and pid.
+		journal = &redis.JournalOptions{MaxLen: cfg.JournalMaxLen, TTL: cfg.JournalTTL, Lease: cfg.JournalLease}
 	}
 	rc, err := redis.Open(ctx, redis.Options{
 		URL: cfg.RedisURL, KeyspaceConfig: cfg.KeyspaceConfig, KeyspaceCheck: cfg.KeyspaceCheck,
