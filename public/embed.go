@@ -5,7 +5,8 @@ package public
 
 import "embed"
 
-// Files are the dashboard's static files, served at /.
+// Files are the dashboard's static files, served at /, and the browser
+// client keyflux.js with its types.
 //
-//go:embed index.html style.css app.js combined.js stream.js log.js pins.js rates.js format.js identity.js
+//go:embed index.html style.css app.js log.js pins.js rates.js format.js identity.js keyflux.js keyflux.d.ts
 var Files embed.FS
