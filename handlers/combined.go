@@ -45,7 +45,7 @@ func (h *handler) combined(c *fiber.Ctx) error {
 		return err
 	}
 	for name := range q {
-		if name != "sub" && name != "set" && name != "lastEventId" && name != "slow" {
+		if name != "sub" && name != "set" && name != "fresh" && name != "lastEventId" && name != "slow" {
 			return invalid("unknown parameter " + strconv.Quote(name) + " (operators go inside each sub)")
 		}
 	}
@@ -58,11 +58,23 @@ func (h *handler) combined(c *fiber.Ctx) error {
 			return err
 		}
 	}
-	joins, err := h.subs(c, subs)
+	joins, err := h.subs(c, subs, freshSubs(q["fresh"]))
 	if err != nil {
 		return err
 	}
 	return h.stream(c, q, joins, len(subs))
+}
+
+// freshSubs reads fresh=<name>,<name>...: subs added to a stream that
+// resumes, which start now instead of catching up (and so cause no reset).
+func freshSubs(values []string) map[string]bool {
+	fresh := map[string]bool{}
+	for _, v := range values {
+		for name := range strings.SplitSeq(v, ",") {
+			fresh[name] = true
+		}
+	}
+	return fresh
 }
 
 // sub parses one "<name>:<source>[/<name>][?<query>]".
@@ -105,7 +117,7 @@ func (h *handler) sub(ctx context.Context, who *auth.Identity, s string) (reques
 
 // subs parses a combined stream's subs (from the query or a named set) into
 // its joins: each checked as its own endpoint would, names unique.
-func (h *handler) subs(c *fiber.Ctx, list []string) ([]streams.Join, error) {
+func (h *handler) subs(c *fiber.Ctx, list []string, fresh map[string]bool) ([]streams.Join, error) {
 	if len(list) == 0 {
 		return nil, invalid("sub is required: sub=<name>:<stream>?<query>")
 	}
@@ -125,10 +137,16 @@ func (h *handler) subs(c *fiber.Ctx, list []string) ([]streams.Join, error) {
 		}
 		seen[name] = true
 		for _, j := range req.joins() {
+			j.Fresh = fresh[name]
 			if _, ok := j.Spec.(streams.Durable); ok {
 				durable++
 			}
 			joins = append(joins, j)
+		}
+	}
+	for name := range fresh {
+		if !seen[name] {
+			return nil, invalid("fresh names " + strconv.Quote(name) + ", which is not a sub")
 		}
 	}
 	// One Last-Event-ID holds a position in each sub with ids of its own.

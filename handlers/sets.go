@@ -52,7 +52,7 @@ func (h *handler) createSet(c *fiber.Ctx) error {
 	if err := dec.Decode(&req); err != nil || dec.More() {
 		return invalid(`want {"subs": ["<name>:<stream>?<query>", ...]}`)
 	}
-	if _, err := h.subs(c, req.Subs); err != nil {
+	if _, err := h.subs(c, req.Subs, nil); err != nil {
 		return err
 	}
 	if h.cfg.Limits != nil {

@@ -121,6 +121,10 @@ func (h *Hub) Subscribe(spec Spec, r Receiver, lastID string) (*Subscription, er
 type Join struct {
 	Spec  Spec
 	Group *Group
+	// Fresh joins start now, whatever the receiver's Last-Event-ID: a
+	// subscription added to a stream that resumes (its position holds no
+	// component for a fresh Durable join), which has nothing to catch up.
+	Fresh bool
 }
 
 // Group makes one client's subscriptions to several topics look like one
@@ -180,6 +184,9 @@ func (h *Hub) SubscribeAll(joins []Join, r Receiver, lastID string) ([]*Subscrip
 			spec: joins[i].Spec, group: joins[i].Group}
 		if receivers != nil {
 			subs[i].r, subs[i].lastID = receivers[i], lastIDs[i]
+		}
+		if joins[i].Fresh {
+			subs[i].lastID = ""
 		}
 		t.subs = append(t.subs, subs[i])
 		if t.ready {

@@ -40,17 +40,21 @@ type positionSub struct {
 // positionReceivers returns the receivers and Last-Event-IDs of joins when
 // they call for position mode (more than one join, at least one of them
 // Durable), and nil otherwise. A lastID that decodes as a Position of as many
-// components as there are Durable joins gives each of them its component;
+// components as there are Durable joins that are not fresh (Join.Fresh)
+// gives each of them its component, in order, and fresh ones start now;
 // any other is handed to every join as it is, and a Durable one's replay
 // answers it with "reset".
 func positionReceivers(joins []Join, r Receiver, lastID string, m *Metrics) ([]Receiver, []string) {
 	if len(joins) < 2 {
 		return nil, nil
 	}
-	n := 0
+	n, resumed := 0, 0 // Durable joins, and those the position covers (not fresh)
 	for _, j := range joins {
 		if _, ok := j.Spec.(Durable); ok {
 			n++
+			if !j.Fresh {
+				resumed++
+			}
 		}
 	}
 	if n == 0 {
@@ -59,26 +63,23 @@ func positionReceivers(joins []Join, r Receiver, lastID string, m *Metrics) ([]R
 	p := &positions{r: r, metrics: m, pos: make(Position, n), known: make([]bool, n), missing: n}
 	var given Position
 	if lastID != "" {
-		if q, err := DecodePosition(lastID); err == nil && len(q) == n {
+		if q, err := DecodePosition(lastID); err == nil && len(q) == resumed {
 			given = q
-			copy(p.pos, q)
-			for i := range p.known {
-				p.known[i] = true
-			}
-			p.missing = 0
 		}
 	}
 	receivers := make([]Receiver, len(joins))
 	lastIDs := make([]string, len(joins))
-	c := 0
+	c, g := 0, 0
 	for k, j := range joins {
 		lastIDs[k] = lastID
 		if _, ok := j.Spec.(Durable); !ok {
 			receivers[k] = &positionSub{p: p, i: -1}
 			continue
 		}
-		if given != nil {
-			lastIDs[k] = given[c].String()
+		if given != nil && !j.Fresh {
+			lastIDs[k] = given[g].String()
+			p.set(c, given[g])
+			g++
 		}
 		receivers[k] = &positionSub{p: p, i: c}
 		c++

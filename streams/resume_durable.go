@@ -3,6 +3,7 @@ package streams
 import (
 	"cmp"
 	"context"
+	"maps"
 )
 
 // durableResume is the resume strategy of Durable streams: events keep
@@ -142,7 +143,7 @@ func (r *durableResume) emit(ctx context.Context, s *Subscription, ev Event, gre
 			return true
 		}
 		*greeted = true
-		f = mustFrame(ev.ID, "connected", s.spec.Describe())
+		f = mustFrame(ev.ID, "connected", describeDurable(s))
 	case Gap:
 		code := cmp.Or(ev.Code, ResetGap)
 		m.Resets.WithLabelValues(code).Inc()
@@ -174,4 +175,16 @@ func (r *durableResume) emit(ctx context.Context, s *Subscription, ev Event, gre
 	t.remove(s)
 	t.mu.Unlock()
 	return false
+}
+
+// describeDurable is a Durable subscriber's "connected" data: in position
+// mode it says which component of the position is this sub's, so a client
+// that changes its subs can carry the others' components over.
+func describeDurable(s *Subscription) map[string]any {
+	d := s.spec.Describe()
+	if ps, ok := s.r.(*positionSub); ok && ps.i >= 0 {
+		d = maps.Clone(d)
+		d["position"] = ps.i
+	}
+	return d
 }
