@@ -548,42 +548,54 @@ func TestBrowserClientToken(t *testing.T) {
 
 // TestBrowserClientChangesLoseNothing: subscriptions added and closed while
 // events flow reopen the page's one connection; the subscription that was
-// there all along gets every event once, in order.
+// there all along gets every event once, in order, and no reset: added
+// subs go fresh, and with --journal the position's other parts carry over.
 func TestBrowserClientChangesLoseNothing(t *testing.T) {
-	k := startKeyflux(t, keyspaceFlags)
-	p := openClientPage(t, k)
-	jsRun[bool](p, `
-		const { Keyflux } = await import("/keyflux.js");
-		window.T = { kf: new Keyflux({ share: "none" }), seq: [], resets: [] };
-		T.a = T.kf.keyspace("seq:*", { events: ["set"] });
-		T.a.on("set", (ev) => T.seq.push(Number(ev.key.slice(4)))).on("reset", (r) => T.resets.push(r.reason));
-		T.a.on("connected", () => { T.live = true; });
-		return true`)
-	p.waitFor(`T.live`, "live")
-	n := 0
-	write := func(count int) {
-		for range count {
-			n++
-			k.do("SET", fmt.Sprintf("seq:%d", n), "x")
+	for _, journal := range []bool{false, true} {
+		name, flags := "process ids", []string{}
+		if journal {
+			name, flags = "journal positions", []string{"--journal"}
 		}
+		t.Run(name, func(t *testing.T) {
+			k := startKeyflux(t, keyspaceFlags, flags...)
+			p := openClientPage(t, k)
+			jsRun[bool](p, `
+				const { Keyflux } = await import("/keyflux.js");
+				window.T = { kf: new Keyflux({ share: "none" }), seq: [], resets: [] };
+				T.a = T.kf.keyspace("seq:*", { events: ["set"] });
+				T.a.on("set", (ev) => T.seq.push(Number(ev.key.slice(4)))).on("reset", (r) => T.resets.push(r.reason));
+				T.a.on("connected", () => { T.live = true; });
+				return true`)
+			p.waitFor(`T.live`, "live")
+			n := 0
+			write := func(count int) {
+				for range count {
+					n++
+					k.do("SET", fmt.Sprintf("seq:%d", n), "x")
+				}
+			}
+			write(10)
+			eval[bool](p, `(T.b = T.kf.keyspace("other:*"), T.c = T.kf.channel("news"), T.w = T.kf.watch("order:1"), true)`)
+			write(10)
+			p.waitFor(`T.w.get("order:1") !== undefined`, "the added watch's snapshot")
+			write(10)
+			eval[bool](p, `(T.b.close(), T.w.close(), true)`)
+			write(10)
+			eval[bool](p, `(T.c.close(), T.d = T.kf.channel("more"), true)`)
+			write(10)
+			p.waitFor(`T.seq.length >= 50`, "every event")
+			want := make([]string, n)
+			for i := range want {
+				want[i] = strconv.Itoa(i + 1)
+			}
+			if got := eval[string](p, `T.seq.join(",")`); got != strings.Join(want, ",") {
+				t.Fatalf("the first subscription received %s", got)
+			}
+			if resets := eval[string](p, `T.resets.join(" ")`); resets != "" {
+				t.Fatalf("the first subscription got resets: %s", resets)
+			}
+		})
 	}
-	write(10)
-	eval[bool](p, `(T.b = T.kf.keyspace("other:*"), T.w = T.kf.watch("order:1"), true)`)
-	write(10)
-	p.waitFor(`T.w.get("order:1") !== undefined`, "the added watch's snapshot")
-	write(10)
-	eval[bool](p, `(T.b.close(), T.w.close(), true)`)
-	write(10)
-	p.waitFor(`T.seq.length >= 40`, "every event")
-	want := make([]string, n)
-	for i := range want {
-		want[i] = strconv.Itoa(i + 1)
-	}
-	if got := eval[string](p, `T.seq.join(",")`); got != strings.Join(want, ",") {
-		t.Fatalf("the first subscription received %s", got)
-	}
-	t.Logf("resets on the first subscription: %s; EventSources made: %d", eval[string](p, `T.resets.join(" ")`),
-		eval[int](p, `window.__es.made`))
 }
 
 // TestBrowserClientLog: a Redis Stream's entries arrive with their fields,

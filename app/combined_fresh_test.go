@@ -1,6 +1,7 @@
 package main
 
 import (
+	"net/url"
 	"testing"
 
 	"github.com/keyflux/keyflux/streams/testkit"
@@ -31,7 +32,7 @@ func TestCombinedFreshSubs(t *testing.T) {
 			k.do("PUBLISH", "fa", "2") // missed while away
 			k.do("PUBLISH", "fb", "3")
 			path := combinedPath("a:channels/fa", "b:channels/fb", "c:channels/fc") + "&fresh=c"
-			back := k.open(path, "Last-Event-ID", last)
+			back := k.open(path + "&lastEventId=" + url.QueryEscape(last))
 			got := map[string]string{}
 			for range 5 { // 3 connected, the 2 missed messages, in any order across subs
 				ev := back.Next()
@@ -50,6 +51,14 @@ func TestCombinedFreshSubs(t *testing.T) {
 			k.do("PUBLISH", "fc", "4")
 			if d := testkit.Data(t, back.Expect("message")); d["sub"] != "c" || d["data"] != "4" {
 				t.Fatalf("fresh sub got %v", d)
+			}
+			// A browser's own reconnect repeats the URL with a Last-Event-ID
+			// header: fresh no longer applies, every sub resumes.
+			again := k.open(combinedPath("a:channels/fa", "b:channels/fb", "c:channels/fd")+"&fresh=c", "Last-Event-ID", last)
+			for ev := again.Next(); ev.Type != "reset"; ev = again.Next() {
+				if ev.Type != "connected" && ev.Type != "message" {
+					t.Fatalf("unexpected %s", ev.Type)
+				}
 			}
 		})
 	}

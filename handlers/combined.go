@@ -58,7 +58,13 @@ func (h *handler) combined(c *fiber.Ctx) error {
 			return err
 		}
 	}
-	joins, err := h.subs(c, subs, freshSubs(q["fresh"]))
+	fresh := freshSubs(q["fresh"])
+	if c.Get("Last-Event-ID") != "" {
+		// A browser's own reconnect repeats the URL: by now the fresh subs
+		// have their place in the id it sends.
+		fresh = nil
+	}
+	joins, err := h.subs(c, subs, fresh)
 	if err != nil {
 		return err
 	}
@@ -66,7 +72,8 @@ func (h *handler) combined(c *fiber.Ctx) error {
 }
 
 // freshSubs reads fresh=<name>,<name>...: subs added to a stream that
-// resumes, which start now instead of catching up (and so cause no reset).
+// resumes from ?lastEventId=, which start now instead of catching up (and
+// so cause no reset).
 func freshSubs(values []string) map[string]bool {
 	fresh := map[string]bool{}
 	for _, v := range values {

@@ -40,6 +40,38 @@ const TAKEOVER_MS = 100;
 
 const OPERATORS = ["filter", "map", "throttle", "buffer"];
 
+// Positions: with subs that have ids of their own (Redis Streams, and
+// keyspace and channel streams on a Keyflux with --journal) a combined
+// stream's id is "v1.<base>.<part>...", one Redis entry id per such sub in
+// the order of the subs (docs/journal.md). A page that drops a sub carries
+// the others' parts over to its next connection; subs it adds go fresh.
+function parse36(t) {
+  if (!/^[0-9a-z]+$/.test(t)) throw new Error("bad position");
+  let v = 0n;
+  for (const ch of t) v = v * 36n + BigInt(parseInt(ch, 36));
+  return v;
+}
+
+function decodePosition(id) {
+  const parts = id.split(".");
+  if (parts[0] !== "v1" || parts.length < 3) return null;
+  try {
+    const base = parse36(parts[1]);
+    return parts.slice(2).map((p) => {
+      const [ms, seq] = p.split("_");
+      return { ms: base + parse36(ms), seq: seq === undefined ? 0n : parse36(seq) };
+    });
+  } catch {
+    return null;
+  }
+}
+
+function encodePosition(parts) {
+  const base = parts.reduce((m, p) => (p.ms < m ? p.ms : m), parts[0].ms);
+  return "v1." + base.toString(36) +
+    parts.map((p) => "." + (p.ms - base).toString(36) + (p.seq ? "_" + p.seq.toString(36) : "")).join("");
+}
+
 function rand() {
   return Math.random().toString(36).slice(2, 10) + Date.now().toString(36);
 }
@@ -163,9 +195,11 @@ class Engine {
       const before = new Set(g ? g.subs : []);
       // Ids are process-wide (or positions the server checks): a group
       // split off the first resumes from where the first one was.
-      const lastId = g ? g.lastId : (this.resume?.[i] ?? old[0]?.lastId ?? "");
+      let lastId = g ? g.lastId : (this.resume?.[i] ?? old[0]?.lastId ?? "");
+      const fresh = subs.filter((s) => !before.has(s));
+      if (g) lastId = carryPosition(lastId, g, subs);
       const ng = this.group(subs, key, lastId);
-      ng.fresh = new Set(subs.filter((s) => !before.has(s)));
+      ng.fresh = new Set(fresh);
       if (g) this.stop(g);
       this.open(ng);
       return ng;
@@ -177,7 +211,7 @@ class Engine {
 
   group(subs, key, lastId) {
     const g = { subs, key, lastId, es: null, setId: "", gen: 0, attempt: 0, timer: 0, stopped: false,
-      state: "connecting", detail: {}, fresh: new Set() };
+      state: "connecting", detail: {}, fresh: new Set(), parts: new Map() };
     g.handler = (e) => this.message(g, e);
     return g;
   }
@@ -226,6 +260,8 @@ class Engine {
     }
     const x = new URLSearchParams();
     if (g.lastId) x.set("lastEventId", g.lastId);
+    const fresh = g.subs.filter((n) => g.fresh.has(n) && this.subs.has(n));
+    if (g.lastId && fresh.length) x.set("fresh", fresh.join(","));
     if (token) x.set("access_token", token);
     const xs = x.toString();
     return this.base + path + (xs ? "&" + xs : "");
@@ -375,6 +411,7 @@ class Engine {
       }
       return;
     }
+    if (name === "connected" && typeof d.position === "number") g.parts.set(sub, d.position);
     if (!this.subs.has(sub) || !g.subs.includes(sub)) return;
     let data;
     if (name === "connected" || !("data" in d)) {
@@ -424,6 +461,18 @@ class Engine {
 // Hub serves clients (Keyflux instances: in this page, in other tabs
 // through the SharedWorker or the leader's BroadcastChannel) with one
 // Engine per Keyflux origin. postTo(id, msg) reaches client id.
+// carryPosition rewrites group g's position for its next subs: the parts of
+// the subs kept, in their order; added subs go fresh (no part). An id that is
+// not a position (process ids) is kept as it is.
+function carryPosition(lastId, g, subs) {
+  if (!lastId.startsWith("v1.") || g.parts.size === 0) return lastId;
+  const parts = decodePosition(lastId);
+  if (!parts) return lastId;
+  const kept = subs.filter((s) => g.parts.has(s)).map((s) => parts[g.parts.get(s)]);
+  if (kept.some((p) => p === undefined)) return "";
+  return kept.length ? encodePosition(kept) : lastId; // none kept: let the others reset
+}
+
 class Hub {
   constructor(postTo, onDrop) {
     this.postTo = postTo;
