@@ -196,10 +196,15 @@ class Engine {
       // Ids are process-wide (or positions the server checks): a group
       // split off the first resumes from where the first one was.
       let lastId = g ? g.lastId : (this.resume?.[i] ?? old[0]?.lastId ?? "");
-      const fresh = subs.filter((s) => !before.has(s));
+      // Subs added to a connection that was there start fresh; a new
+      // leader's first connection resumes them all (a takeover).
+      // (and so do those whose "connected" had not come yet: the id the
+      // page holds may predate them).
+      const fresh = g ? subs.filter((s) => !before.has(s) || g.pending.has(s)) : [];
       if (g) lastId = carryPosition(lastId, g, subs);
       const ng = this.group(subs, key, lastId);
       ng.fresh = new Set(fresh);
+      ng.pending = new Set(fresh);
       if (g) this.stop(g);
       this.open(ng);
       return ng;
@@ -211,7 +216,7 @@ class Engine {
 
   group(subs, key, lastId) {
     const g = { subs, key, lastId, es: null, setId: "", gen: 0, attempt: 0, timer: 0, stopped: false,
-      state: "connecting", detail: {}, fresh: new Set(), parts: new Map() };
+      state: "connecting", detail: {}, fresh: new Set(), pending: new Set(), parts: new Map() };
     g.handler = (e) => this.message(g, e);
     return g;
   }
@@ -260,7 +265,7 @@ class Engine {
     }
     const x = new URLSearchParams();
     if (g.lastId) x.set("lastEventId", g.lastId);
-    const fresh = g.subs.filter((n) => g.fresh.has(n) && this.subs.has(n));
+    const fresh = g.subs.filter((n) => g.pending.has(n) && this.subs.has(n));
     if (g.lastId && fresh.length) x.set("fresh", fresh.join(","));
     if (token) x.set("access_token", token);
     const xs = x.toString();
@@ -411,7 +416,10 @@ class Engine {
       }
       return;
     }
-    if (name === "connected" && typeof d.position === "number") g.parts.set(sub, d.position);
+    if (name === "connected") {
+      g.pending.delete(sub);
+      if (typeof d.position === "number") g.parts.set(sub, d.position);
+    }
     if (!this.subs.has(sub) || !g.subs.includes(sub)) return;
     let data;
     if (name === "connected" || !("data" in d)) {

@@ -125,15 +125,22 @@ func (h *Hub) welcome(subs []*Subscription) {
 		id = h.ids.format(now)
 	}
 	m := h.opts.Metrics
-	var out []*Frame
+	var out, late []*Frame
 	for _, s := range subs {
 		s.greet = false
+		// A fresh sub of a resuming receiver (Join.Fresh) is greeted last,
+		// with the id of now: the client's position then covers where its
+		// topic starts, so a later resume does not find it expired.
+		to, cid := &out, id
+		if at.given && s.lastID == "" {
+			to, cid = &late, h.ids.format(now)
+		}
 		switch g := s.group; {
 		case g == nil:
-			out = append(out, mustFrame(id, "connected", s.t.spec.Describe()))
+			*to = append(*to, mustFrame(cid, "connected", s.t.spec.Describe()))
 		case !g.greeted:
 			g.greeted = true
-			out = append(out, mustFrame(id, "connected", g.Describe))
+			*to = append(*to, mustFrame(cid, "connected", g.Describe))
 		}
 	}
 	if reset != "" {
@@ -146,6 +153,7 @@ func (h *Hub) welcome(subs []*Subscription) {
 		out = append(out, p.f)
 	}
 	m.Replayed.Add(float64(len(replay)))
+	out = append(out, late...)
 	r := subs[0].r
 	for _, f := range out {
 		if !r.Send(f) {
