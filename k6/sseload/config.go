@@ -54,15 +54,17 @@ type config struct {
 	// idle
 	Hold   time.Duration
 	Settle time.Duration
-	PID    int
+	PID    int // also fanout: whose CPU time is read from /proc
 
 	// fanout
-	Redis   string
-	Events  int
-	EPS     float64
-	Drain   time.Duration
-	Stalled int // extra streams that stop reading after "connected"
-	KeySize int // bytes per key written, 0 = unpadded
+	Redis    string
+	Events   int
+	EPS      float64
+	Drain    time.Duration
+	Stalled  int           // extra streams that stop reading after "connected"
+	KeySize  int           // bytes per key written, 0 = unpadded
+	JSON     string        // file the figures are written to, as JSON; "" = none
+	Baseline time.Duration // CPU measured with the streams open and nothing written, before the writes
 
 	// amplification
 	Opens         int           // streams opened and closed, one after another
@@ -121,7 +123,7 @@ events, within -timeout.
 Usage:
   sseload -mode idle   [-clients N] [-rate R] [-pid PID] [-hold D] [-settle D] [-url URL]
   sseload -mode fanout -redis HOST:PORT [-clients N] [-events E] [-eps R] [-url URL]
-                       [-stalled S] [-keysize B]
+                       [-stalled S] [-keysize B] [-pid PID] [-baseline D] [-json FILE]
   sseload -mode amplification -redis HOST:PORT [-opens N] [-parallel C] [-url URL-with-{n}]
                        [-bench-requests N] [-bench-time D] [-redis-benchmark PATH]
   sseload -mode stalled-crowd -redis HOST:PORT [-stalled N] [-eps R] [-size S]
@@ -141,7 +143,14 @@ Modes:
   fanout  Open -clients streams, then SET -events keys <prefix><seq> (prefix:
           the pattern of -url without its final '*') in the Redis at -redis at
           -eps per second, time every delivery at every client from just
-          before its SET, and print received, lost and latency p50/p99/max.
+          before its SET, and print received, lost and latency p50/p99/max,
+          and what the writes and deliveries cost in CPU: the server's per
+          delivery (from /proc/PID/stat with -pid, else its /metrics) and
+          its Redis's per SET and keyspace event (INFO cpu), from the first
+          SET until deliveries stop. -baseline D first measures both for D
+          with every stream open and nothing written, and the cost is also
+          given net of that idle rate. -json FILE writes the figures as one
+          JSON object (k6/journal-overhead.sh compares two runs with it).
           With -stalled S it first opens S more streams that read up to
           "connected" and then never again (a frozen tab: the connection
           stays up, the window stays shut). After the run it drains each and
@@ -218,12 +227,14 @@ func parseConfig(args []string, stderr io.Writer) (config, error) {
 	fs.DurationVar(&c.Timeout, "timeout", 10*time.Minute, "limit for the whole run")
 	fs.DurationVar(&c.Hold, "hold", 30*time.Second, "idle: how long to keep the streams open once all are connected")
 	fs.DurationVar(&c.Settle, "settle", 5*time.Second, "idle: wait after the last stream connects before reading VmRSS")
-	fs.IntVar(&c.PID, "pid", 0, "idle: process id of the Keyflux server, whose VmRSS is read from /proc")
+	fs.IntVar(&c.PID, "pid", 0, "idle: process id of the Keyflux server, whose VmRSS is read from /proc; fanout: whose CPU time is read from /proc (else from /metrics)")
 	fs.StringVar(&c.Redis, "redis", "", "fanout: host:port of the Redis the server uses (loopback)")
 	fs.IntVar(&c.Events, "events", 10_000, "fanout: keys to SET (at most "+strconv.Itoa(maxEvents)+")")
 	fs.Float64Var(&c.EPS, "eps", 1000, "fanout: SETs per second")
 	fs.DurationVar(&c.Drain, "drain", 5*time.Second, "fanout: after the last SET, how long to wait without progress for deliveries")
 	fs.IntVar(&c.Stalled, "stalled", 0, "fanout: extra streams, opened first, that stop reading after \"connected\"; the server must cut each off; stalled-crowd: the crowd (default 2000)")
+	fs.StringVar(&c.JSON, "json", "", "fanout: also write the figures to this file as one JSON object (latency, delivery ratio, CPU per delivery and per event)")
+	fs.DurationVar(&c.Baseline, "baseline", 0, "fanout: before writing, measure the CPU the server and its Redis use this long with every stream open and nothing written, and also report the writes' cost net of that idle rate (0: not measured)")
 	fs.IntVar(&c.KeySize, "keysize", 0, "fanout: pad every key to this many bytes (seq zero-padded; at most "+strconv.Itoa(maxKeySize)+"), for bigger frames; 0 = no padding")
 	fs.IntVar(&c.Opens, "opens", 20_000, "amplification: streams to open, each with its own topic ({n} in -url), wait for \"connected\" and close")
 	fs.IntVar(&c.Parallel, "parallel", 2, "amplification: streams open at once")
@@ -300,6 +311,10 @@ func (c *config) check() error {
 		return errors.New("-eps must be positive")
 	case c.Drain <= 0:
 		return errors.New("-drain must be positive")
+	case c.PID < 0:
+		return errors.New("-pid must be a process id")
+	case c.Baseline < 0:
+		return errors.New("-baseline must not be negative")
 	case c.Stalled < 0 || c.Clients+c.Stalled > maxClients:
 		return fmt.Errorf("-stalled %d: want 0 to %d (-clients and -stalled together at most %d)", c.Stalled, maxClients-c.Clients, maxClients)
 	}

@@ -22,6 +22,7 @@ import (
 type keyfluxProc struct {
 	base  string // http://127.0.0.1:port
 	redis string // host:port of its redis-server
+	pid   int
 }
 
 // logURL finds the url attribute of keyflux's text log lines.
@@ -69,7 +70,7 @@ func startKeyflux(t *testing.T, flags ...string) keyfluxProc {
 		http.DefaultClient.CloseIdleConnections() // the /metrics scrapes' keep-alives
 	})
 
-	var k keyfluxProc
+	k := keyfluxProc{pid: cmd.Process.Pid}
 	timeout := time.After(30 * time.Second)
 	for k.base == "" || k.redis == "" {
 		select {

@@ -6,8 +6,10 @@
 //     memory per stream (from /proc/<pid>/status) while every stream is
 //     connected and confirmed by the server's own keyflux_clients_connected;
 //   - fanout: how long one Redis write takes to reach every client, by
-//     writing keys itself at a fixed rate and timing each delivery, and,
-//     with -stalled, whether clients that stop reading slow the others
+//     writing keys itself at a fixed rate and timing each delivery, what
+//     each delivery costs the server and each write its Redis in CPU
+//     (-pid, -baseline; -json for a script such as journal-overhead.sh),
+//     and, with -stalled, whether clients that stop reading slow the others
 //     down and are cut off by the server;
 //   - amplification: what clients that each open a stream with a topic of
 //     their own and leave at once leave behind (Redis pattern
