@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/reactivex/rxgo/v2"
+	"github.com/redis/rueidis"
 
 	"github.com/keyflux/keyflux/streams"
 )
@@ -80,53 +81,17 @@ func (s *journaled) Replay(ctx context.Context, lastID, head string, emit func(s
 		}
 		return head, nil
 	}
-	c := s.js.Client
-	h, _ := streams.ParseEntryID(head)
-	id, valid := streams.ParseEntryID(lastID)
-	info, err := readStreamInfo(ctx, c, s.key)
-	if err != nil {
-		return "", err
+	after, replay, pos, err := resumeAt(ctx, s.js.Client, s.key, lastID, head, emit)
+	if !replay {
+		return pos, err
 	}
-	switch {
-	// An id past head but issued is fine: the client comes from a process
-	// further ahead, and the hub skips live events up to it.
-	case !valid || info.lastGenerated.Compare(id) < 0:
-		if !emit(streams.Event{Kind: streams.Ready, ID: head}) || !emit(streams.Event{Kind: streams.Gap, Code: streams.ResetUnknownID}) {
-			return "", nil
+	return replayRange(ctx, s.js.Client, s.key, after, head, func(e rueidis.XRangeSlice) (streams.Event, bool) {
+		ev, ok := s.event(parseEntry(e))
+		if ok && s.values != nil && ev.Kind == streams.Data {
+			ev = s.values(ctx, ev)
 		}
-		return head, nil
-	case info.lost(id):
-		if !emit(streams.Event{Kind: streams.Ready}) || !emit(streams.Event{Kind: streams.Gap, Code: streams.ResetExpiredID, ID: info.first}) {
-			return "", nil
-		}
-	default:
-		if !emit(streams.Event{Kind: streams.Ready}) {
-			return "", nil
-		}
-	}
-	after := id
-	for after.Compare(h) < 0 {
-		cmd := c.B().Xrange().Key(s.key).Start("(" + after.String()).End(head).Count(readCount).Build()
-		entries, err := c.Do(ctx, cmd).AsXRangeSlices()
-		if err != nil {
-			return after.String(), err
-		}
-		for _, e := range entries {
-			if ev, ok := s.event(parseEntry(e)); ok {
-				if s.values != nil && ev.Kind == streams.Data {
-					ev = s.values(ctx, ev)
-				}
-				if !emit(ev) {
-					return after.String(), nil
-				}
-			}
-			after, _ = streams.ParseEntryID(e.ID)
-		}
-		if len(entries) < readCount {
-			break
-		}
-	}
-	return after.String(), nil
+		return ev, ok
+	}, emit)
 }
 
 // resetEvent is a journal's reset entry as an event: a Gap with the

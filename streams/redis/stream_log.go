@@ -166,31 +166,16 @@ func (s *streamLogSpec) Open(ctx context.Context) rxgo.Observable {
 
 // Replay implements Durable: see there for what it emits.
 func (s *streamLogSpec) Replay(ctx context.Context, lastID, head string, emit func(streams.Event) bool) (string, error) {
-	h, _ := streams.ParseEntryID(head)
+	c := s.l.Client
 	var after streams.EntryID
 	switch {
 	case lastID != "":
-		id, valid := streams.ParseEntryID(lastID)
-		info, err := s.info(ctx)
-		if err != nil {
-			return "", err
+		var ok bool
+		var pos string
+		var err error
+		if after, ok, pos, err = resumeAt(ctx, c, s.q.Key, lastID, head, emit); !ok {
+			return pos, err
 		}
-		switch {
-		case !valid || info.lastGenerated.Compare(id) < 0: // not an id of this stream
-			if !emit(streams.Event{Kind: streams.Ready, ID: head}) || !emit(streams.Event{Kind: streams.Gap, Code: streams.ResetUnknownID}) {
-				return "", nil
-			}
-			return head, nil
-		case info.lost(id):
-			if !emit(streams.Event{Kind: streams.Ready}) || !emit(streams.Event{Kind: streams.Gap, Code: streams.ResetExpiredID, ID: info.first}) {
-				return "", nil
-			}
-		default:
-			if !emit(streams.Event{Kind: streams.Ready}) {
-				return "", nil
-			}
-		}
-		after = id
 	case s.q.Backlog > 0:
 		if !emit(streams.Event{Kind: streams.Ready}) {
 			return "", nil
@@ -208,15 +193,55 @@ func (s *streamLogSpec) Replay(ctx context.Context, lastID, head string, emit fu
 		}
 		return head, nil
 	}
+	return replayRange(ctx, c, s.q.Key, after, head, func(e rueidis.XRangeSlice) (streams.Event, bool) {
+		return entryEvent(e), true
+	}, emit)
+}
+
+// resumeAt starts a Durable replay for a client's lastID: it emits Ready,
+// and a Gap when the stream never issued lastID (unknown-id: nothing to
+// replay) or may have lost entries after it (expired-id). replay says
+// whether to go on after the returned id; if not, Replay returns pos (""
+// when emit refused, head for an unknown id) and err. An id past head but
+// issued is fine: the client comes from a process further ahead.
+func resumeAt(ctx context.Context, c rueidis.Client, key, lastID, head string, emit func(streams.Event) bool) (after streams.EntryID, replay bool, pos string, err error) {
+	id, valid := streams.ParseEntryID(lastID)
+	info, err := readStreamInfo(ctx, c, key)
+	if err != nil {
+		return id, false, "", err
+	}
+	switch {
+	case !valid || info.lastGenerated.Compare(id) < 0: // not an id of this stream
+		if !emit(streams.Event{Kind: streams.Ready, ID: head}) || !emit(streams.Event{Kind: streams.Gap, Code: streams.ResetUnknownID}) {
+			return id, false, "", nil
+		}
+		return id, false, head, nil
+	case info.lost(id):
+		if !emit(streams.Event{Kind: streams.Ready}) || !emit(streams.Event{Kind: streams.Gap, Code: streams.ResetExpiredID, ID: info.first}) {
+			return id, false, "", nil
+		}
+	default:
+		if !emit(streams.Event{Kind: streams.Ready}) {
+			return id, false, "", nil
+		}
+	}
+	return id, true, "", nil
+}
+
+// replayRange emits the entries after after up to head, each as event
+// makes it (false: not one for this stream, skipped but passed), and
+// returns the id of the last entry read.
+func replayRange(ctx context.Context, c rueidis.Client, key string, after streams.EntryID, head string,
+	event func(rueidis.XRangeSlice) (streams.Event, bool), emit func(streams.Event) bool) (string, error) {
+	h, _ := streams.ParseEntryID(head)
 	for after.Compare(h) < 0 {
-		c := s.l.Client
-		cmd := c.B().Xrange().Key(s.q.Key).Start("(" + after.String()).End(head).Count(readCount).Build()
+		cmd := c.B().Xrange().Key(key).Start("(" + after.String()).End(head).Count(readCount).Build()
 		entries, err := c.Do(ctx, cmd).AsXRangeSlices()
 		if err != nil {
 			return after.String(), err
 		}
 		for _, e := range entries {
-			if !emit(entryEvent(e)) {
+			if ev, ok := event(e); ok && !emit(ev) {
 				return after.String(), nil
 			}
 			after, _ = streams.ParseEntryID(e.ID)
