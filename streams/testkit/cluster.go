@@ -73,7 +73,9 @@ func StartCluster(t testing.TB, masters, replicasPerMaster int, redisArgs ...str
 			t.Fatal(err)
 		}
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	// Joining takes seconds; a machine busy with a whole test suite (and
+	// browsers) has been seen to need most of a minute.
+	ctx, cancel := context.WithTimeout(context.Background(), 150*time.Second)
 	defer cancel()
 	args := append([]string{"--cluster", "create"}, addrs...)
 	args = append(args, "--cluster-replicas", strconv.Itoa(replicasPerMaster), "--cluster-yes")
