@@ -227,3 +227,27 @@ func TestBrowserCORSCookieWithJWT(t *testing.T) {
 	q.listen(stream)
 	q.refused(stream, 403, "the unlisted page's stream with the cookie")
 }
+
+// keyflux.js on a page of another origin (docs/browser.md): the module
+// imported from Keyflux, url and withCredentials, under --auth jwt with the
+// cookie of Keyflux's host. Without the cookie the status says why (401 and
+// the server's reason); once the cookie is there the client's own retry
+// gets through and the channel's messages arrive.
+func TestBrowserCORSKeyfluxClient(t *testing.T) {
+	listed := pageServer(t)
+	k := startKeyflux(t, nil, "--allow-origin", listed, "--auth", "jwt", "--jwt-key", corsSecret)
+	start := `(import(` + strconv.Quote(k.base+"/keyflux.js") + `).then(({ Keyflux }) => {
+		const T = window.T = { status: [], news: [] };
+		T.kf = new Keyflux({ url: ` + strconv.Quote(k.base) + `, withCredentials: true });
+		T.kf.on("status", (s, d) => T.status.push({ s, code: d.code ?? -1, reason: d.reason ?? "" }));
+		T.kf.channel("news").on("message", (m) => T.news.push(m.data));
+	}), true)`
+
+	p := openPage(t, listed+"/")
+	eval[bool](p.page, start)
+	p.waitFor(`window.T?.status.some((s) => s.s === "offline" && s.code === 401 && s.reason !== "")`, "offline with 401 and the server's reason")
+	p.setCookie(k, "keyflux_token", hsToken(t, time.Hour))
+	p.waitFor(`T.kf.status === "live"`, "live once the cookie is there")
+	k.do("PUBLISH", "news", "for the cross-origin client")
+	p.waitFor(`T.news.includes("for the cross-origin client")`, "the message")
+}

@@ -139,3 +139,24 @@ func TestCORSOriginCheckWithJWT(t *testing.T) {
 		s.Close()
 	}
 }
+
+// The browser client's module holds code, no data: any page may load it,
+// under --auth too, while the API stays closed to unlisted origins.
+func TestCORSModuleOpenToAnyOrigin(t *testing.T) {
+	k := startKeyflux(t, nil, "--allow-origin", listedOrigin, "--auth", "jwt", "--jwt-key", corsSecret)
+	for _, path := range []string{"/keyflux.js", "/keyflux.d.ts"} {
+		req, _ := http.NewRequest("GET", k.base+path, nil)
+		req.Header.Set("Origin", "https://elsewhere.example")
+		resp, err := plainClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 || resp.Header.Get("Access-Control-Allow-Origin") != "*" {
+			t.Errorf("%s from an unlisted origin: %d %v", path, resp.StatusCode, resp.Header)
+		}
+	}
+	if resp, _ := k.corsGet("/api/identity", "https://elsewhere.example"); resp.StatusCode != 403 {
+		t.Errorf("/api/identity from an unlisted origin: %d", resp.StatusCode)
+	}
+}

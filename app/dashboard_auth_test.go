@@ -61,8 +61,8 @@ func TestDashboardAuthJWTTokenField(t *testing.T) {
 	if typ := eval[string](p, `document.getElementById("token").type`); typ != "password" {
 		t.Errorf("the token field is type %q, want password", typ)
 	}
-	if made := eval[int](p, `window.__es.made`); made != 0 {
-		t.Errorf("the page opened %d streams without an identity", made)
+	if n := k.srv.sink.Clients(); n != 0 || eval[int](p, `window.__es.made`) != 0 {
+		t.Errorf("the page opened a stream without an identity (%d stream clients)", n)
 	}
 
 	// Text that could end the cookie's value and add attributes of its own
@@ -107,12 +107,18 @@ func TestDashboardAuthJWTTokenField(t *testing.T) {
 
 	// Signing out clears the cookie and closes the stream.
 	p.click("#sign-out")
-	p.waitFor(tokenField+` && window.__es.open === 0 && document.cookie === "" &&
-		document.getElementById("conn-text").textContent === "Signed out"`, "signed out, stream closed")
+	p.waitFor(tokenField+` && document.cookie === "" &&
+		document.getElementById("conn-text").textContent === "Signed out"`, "signed out")
+	testkit.Eventually(t, "the stream closed", func() bool { return k.srv.sink.Clients() == 0 })
 }
 
 func TestDashboardAuthJWTExpiredNotice(t *testing.T) {
 	k := startKeyflux(t, nil, "--auth", "jwt", "--jwt-key", dashboardSecret, "--jwt-leeway", "0s")
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Log(k.logs.String()) // which streams opened, resumed, closed
+		}
+	})
 	p := openDashboard(t, k, 1280, 900)
 	p.waitFor(tokenField, "the token field")
 
@@ -126,6 +132,11 @@ func TestDashboardAuthJWTExpiredNotice(t *testing.T) {
 	p.waitFor(`!document.getElementById("auth-notice").hidden && `+text("#auth-notice")+
 		` === "Your token expired: paste a new token to continue."`, "the expiry notice")
 	p.waitFor(tokenField, "the token field again")
+	// The subscriptions stay; their reconnects are refused, and the header
+	// says so in the server's words, counting down to the next try.
+	p.waitFor(`document.getElementById("conn").dataset.why === "auth" &&
+		document.getElementById("conn-text").textContent.startsWith("Auth failed") &&
+		document.getElementById("conn-why").textContent.includes("(HTTP 401)")`, "the header saying the identity was refused")
 
 	// Written while the page has no valid token: the server's topic
 	// lingers and keeps it for the page's resume.

@@ -71,7 +71,7 @@ func TestDashboardSubscribeShowsRows(t *testing.T) {
 
 	// Stop ends the log's subscription, and with nothing pinned the connection.
 	p.click("#stop")
-	p.waitFor(`document.getElementById("conn").dataset.state === "closed" && window.__es.open === 0`, "the stream stopped")
+	p.waitFor(`document.getElementById("conn").dataset.state === "closed" && document.getElementById("conn-text").textContent === "Stopped"`, "the stream stopped")
 	testkit.Eventually(t, "no stream client", func() bool { return k.srv.sink.Clients() == 0 })
 }
 
@@ -142,10 +142,10 @@ func TestDashboardFilters(t *testing.T) {
 	p.waitFor(text("#filter-error")+" === "+strconv.Quote(body["error"].(string))+` &&
 		document.getElementById("filter").getAttribute("aria-invalid") === "true" &&
 		document.getElementById("form-error").textContent.includes("keeps watching s:*")`, "the server's message next to the filter")
-	// ... and the page keeps working: the applied subscription and the pins go on.
-	if state := eval[string](p, `document.getElementById("conn").dataset.state`); state != "live" {
-		t.Fatalf("connection %s after a refused filter", state)
-	}
+	// ... and the page keeps working: the applied subscription and the pins go
+	// on (the connection that tried the filter reconnects without it,
+	// resuming from its last event id).
+	p.waitFor(`document.getElementById("conn").dataset.state === "live"`, "live after a refused filter")
 	k.do("SET", "s:2", "x")
 	k.do("SET", "cfg:mode", "two")
 	p.waitFor(has(row("set", "s:2")), "rows after the refused filter")
@@ -263,14 +263,11 @@ func TestDashboardPinningLosesNoLogEvents(t *testing.T) {
 	if eval[bool](p, `!document.getElementById("notice").hidden`) {
 		t.Fatal("a reset notice after pinning")
 	}
-	if made := eval[int](p, `window.__es.made`); made < 2 {
-		t.Fatalf("%d EventSources made: the stream was not reopened for the pins", made)
-	}
 	k.do("SET", "cfg:30", "changed")
 	p.waitFor(text(pinSel("cfg:30")+" .pin-value")+` === "changed"`, "a change of a pin")
 	testkit.Eventually(t, "the page's stream and the other client", func() bool { return k.srv.sink.Clients() == 2 })
-	if got := eval[int](p, `window.__es.max`); got != 1 {
-		t.Fatalf("the page had %d EventSources open at once, want 1", got)
+	if got := eval[int](p, `window.__es.max`); got > 1 {
+		t.Fatalf("the page had %d EventSources open at once, want at most 1", got)
 	}
 }
 
@@ -289,8 +286,9 @@ func TestDashboardReconnectsAndResumes(t *testing.T) {
 	if n := k.srv.sink.Drop("test: network blip"); n != 1 {
 		t.Fatalf("dropped %d streams, want 1", n)
 	}
-	p.waitFor(`document.getElementById("conn").dataset.state === "reconnecting" &&
-		/^Reconnecting in \ds$/.test(document.getElementById("conn-text").textContent)`, "reconnecting with a countdown")
+	p.waitFor(`document.getElementById("conn").dataset.state === "offline" &&
+		document.getElementById("conn").dataset.why === "lost" &&
+		document.getElementById("conn-text").textContent.startsWith("Reconnecting")`, "reconnecting, saying why")
 	k.do("SET", "job:2", "b") // while the page is away: the lingering topic keeps it
 	k.do("SET", "cfg:mode", "two")
 	p.waitFor(`document.getElementById("conn").dataset.state === "live"`, "live again")

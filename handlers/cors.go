@@ -131,7 +131,7 @@ func checkOrigin(o origins) fiber.Handler {
 			return c.Next()
 		}
 		switch c.Path() {
-		case "/healthz", "/readyz":
+		case "/healthz", "/readyz", "/keyflux.js", "/keyflux.d.ts": // no data: code any page may load
 			return c.Next()
 		}
 		lower := strings.ToLower(origin)

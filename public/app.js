@@ -1,9 +1,10 @@
-// Keyflux dashboard: wires the subscribe form, the live event log, the rate
-// chart and the pinned keys panel to the page's one connection, a combined
-// stream with two subs: "log" (keyspace events of the form) and "pins" (a
-// key watch of the pinned keys).
-import { KEYSPACE_EVENTS, KEY_EVENTS } from "./stream.js";
-import { CombinedStream } from "./combined.js";
+// Keyflux dashboard: the subscribe form, the live event log, the rate chart
+// and the pinned keys, all on keyflux.js. The page has ONE Keyflux (share:
+// "tabs"): its subscriptions (the form's keyspace stream, one key watch per
+// pinned key) and those of every other dashboard tab of this browser ride
+// one server connection, held by a SharedWorker (or a leader tab). The
+// header says why the page is not live, from kf.on("status").
+import { Keyflux } from "./keyflux.js";
 import { EventLog } from "./log.js";
 import { RateChart } from "./rates.js";
 import { PinPanel } from "./pins.js";
@@ -13,6 +14,11 @@ import { clockTime } from "./format.js";
 const $ = (id) => document.getElementById(id);
 const FIELDS = ["pattern", "events", "filter", "db"];
 const STORE = "keyflux.subscription";
+// auth-expired reasons (docs/streams.md, Identities): keyflux.js reconnects
+// at once and reports "connecting" with the reason.
+const AUTH_ENDED = new Set(["token-expired", "session-ended", "session-expired"]);
+
+const kf = new Keyflux();
 
 const log = new EventLog({
   list: $("log"), empty: $("log-empty"), count: $("log-count"), pauseButton: $("pause"),
@@ -20,76 +26,111 @@ const log = new EventLog({
 });
 const rates = new RateChart({ canvas: $("rate-chart"), legend: $("rate-legend") });
 const pins = new PinPanel({
-  list: $("pin-list"), status: $("pins-status"), error: $("pin-error"),
+  kf, list: $("pin-list"), status: $("pins-status"), error: $("pin-error"),
   form: $("pin-form"), input: $("pin-key"),
-  onChange: (keys) => setPins(keys),
+  onChange: () => render(),
 });
 
-// Under --auth the streams open only once the server knows who the page is.
+// Under --auth the subscriptions open only once the server knows who the
+// page is (the token cookie, or the application's session cookie: the
+// streams send it by themselves).
 let started = false;
+let signedOut = false;
 const identity = new IdentityPanel({
   who: $("who"), whoText: $("who-text"), whoExpires: $("who-expires"), signOut: $("sign-out"),
   signin: $("signin"), form: $("token-form"), input: $("token"), error: $("token-error"),
   notice: $("auth-notice"), noSession: $("no-session"),
 }, {
   onSignedIn: () => start(),
-  onSignedOut: () => conn.suspend(),
-  onMissing: () => showState("signed-out", {}),
+  onSignedOut: () => suspend(),
+  onMissing: () => {
+    signedOut = true;
+    render();
+  },
 });
 
-const conn = new CombinedStream({
-  routes: {
-    log: {
-      onEvent: (name, data) => {
-        rates.record(name);
-        log.add(name, data);
-      },
-      onConnected: (info) => {
-        $("conn").dataset.pattern = info.pattern ?? "";
-        $("conn").dataset.log = conn.applied.get("log")?.query ?? "";
-      },
-    },
-    pins: { onEvent: (name, data) => pins.handle(name, data) },
-  },
-  onState: (state, d) => {
-    showState(state, d);
-    pins.setConnection(state);
-  },
-  onReset: (reason) => {
-    const at = clockTime(Date.now());
-    $("notice-text").textContent = `Stream reset at ${at} (${reason}): events in between may be missing; the view continues from here.`;
-    $("notice").hidden = false;
-    $("notice").dataset.reason = reason;
-    log.marker(`reset · ${reason} · ${at}`);
-  },
-  onAuthExpired: (reason) => identity.expired(reason),
-  onRefused: (name, message, status, applied) => {
-    if (status === 401) {
-      // No (longer a) valid identity: the identity panel asks for one; the
-      // subscriptions stay as they are and reopen once it is back.
-      identity.refused();
-      return;
-    }
-    if (name === "log") {
-      showError(fieldOf(message), message);
-      showError("form", applied ? `Not applied: the log keeps watching ${applied.pattern}.` : "");
-    } else if (name === "pins") {
-      $("pin-error").textContent = message;
-      pins.revert(applied ?? []);
-    } else {
-      showError("form", message);
-    }
-  },
-  onApplied: (subs, before, resumed) => {
-    showApplied(subs);
-    // A resumed stream sends keys it already watched only when they change:
-    // the panel reads the ones it did not watch before.
-    if (resumed) {
-      const had = new Set(before.get("pins")?.meta ?? []);
-      pins.fill((subs.get("pins")?.meta ?? []).filter((k) => !had.has(k)));
-    }
-  },
-});
+// --- the log's subscription ----------------------------------------------------
+//
+// A new form replaces the applied subscription only once the server has
+// confirmed it ("connected"): a refused one (a bad filter) leaves the log
+// watching what it watched, with the server's message next to the field.
+
+let logSub = null; // {sub, query, meta, live}: what the log shows
+let pendingLog = null; // a replacement waiting for its "connected"
+let refusal = ""; // the server's last refusal of the log, when nothing runs
+let stopped = false;
+
+function openLog({ pattern, opts, query, meta }) {
+  const sub = kf.keyspace(pattern, opts);
+  const entry = { sub, query, meta, live: false };
+  sub.on("connected", (ev) => {
+    if (entry === pendingLog) promote(entry);
+    if (entry !== logSub) return;
+    entry.live = true;
+    $("conn").dataset.pattern = typeof ev.pattern === "string" ? ev.pattern : "";
+    $("conn").dataset.log = query;
+    showLastId(ev.id);
+    render();
+  });
+  sub.on("error", (err) => refused(entry, err));
+  // Async iteration gets every event of the subscription whatever its name
+  // (all of Redis's event names), resets included.
+  (async () => {
+    try {
+      for await (const ev of sub) {
+        if (entry === logSub) onLogEvent(ev);
+      }
+    } catch { /* a refusal: "error" above shows it */ }
+  })();
+  return entry;
+}
+
+function onLogEvent(ev) {
+  showLastId(ev.id);
+  if (ev.name === "reset") {
+    // Replacing the subscription can reset the old one: not worth a notice.
+    if (!pendingLog) showReset(ev.reason || "reset");
+    return;
+  }
+  rates.record(ev.name);
+  log.add(ev.name, ev);
+}
+
+function promote(entry) {
+  const old = logSub;
+  logSub = entry;
+  pendingLog = null;
+  old?.sub.close();
+  showApplied();
+}
+
+function refused(entry, err) {
+  const message = err.message;
+  if (err.status === 401) identity.refused();
+  if (entry === pendingLog) {
+    pendingLog = null;
+    showError(fieldOf(message), message);
+    if (logSub) showError("form", `Not applied: the log keeps watching ${logSub.meta.pattern}.`);
+  } else if (entry === logSub) {
+    logSub = null;
+    showError(fieldOf(message), message);
+    delete $("conn").dataset.log;
+  } else {
+    return;
+  }
+  refusal = logSub ? "" : message;
+  showApplied();
+  render();
+}
+
+function closeLog() {
+  pendingLog?.sub.close();
+  pendingLog = null;
+  logSub?.sub.close();
+  logSub = null;
+  delete $("conn").dataset.log;
+  showApplied();
+}
 
 // --- the subscribe form -----------------------------------------------------
 
@@ -101,7 +142,10 @@ form.addEventListener("submit", (e) => {
 });
 $("stop").addEventListener("click", () => {
   delete form.dataset.want;
-  conn.set("log", null);
+  stopped = true;
+  refusal = "";
+  closeLog();
+  render();
 });
 for (const f of FIELDS) $(f).addEventListener("input", () => showError(f, ""));
 $("pause").addEventListener("click", () => log.setPaused(!log.paused));
@@ -109,55 +153,66 @@ $("clear").addEventListener("click", () => {
   log.clear();
   rates.clear();
 });
-document.addEventListener("keyflux:connections", (e) => {
-  const n = e.detail;
-  $("connections").textContent = `${n} connection${n === 1 ? "" : "s"}`;
-});
 $("notice-close").addEventListener("click", () => ($("notice").hidden = true));
 
-function query() {
+// wanted reads the form: the keyspace() arguments, and the same query as
+// the stream's own URL (shown as a link, and the test's handle).
+function wanted() {
   const q = new URLSearchParams();
+  const opts = {};
   const pattern = $("pattern").value.trim() || "*";
   q.set("pattern", pattern);
   const events = $("events").value.split(",").map((s) => s.trim()).filter(Boolean);
-  if (events.length) q.set("events", events.join(","));
-  const filter = $("filter").value.trim();
-  if (filter) q.set("filter", filter);
-  if ($("values").checked) q.set("values", "true");
+  if (events.length) {
+    opts.events = events;
+    q.set("events", events.join(","));
+  }
+  if ($("values").checked) {
+    opts.values = true;
+    q.set("values", "true");
+  }
   const db = $("db").value.trim();
-  if (db) q.set("db", db);
-  return { q, events, pattern };
+  if (db) {
+    opts.db = db; // as typed: the server's message says what is wrong with it
+    q.set("db", db);
+  }
+  const filter = $("filter").value.trim();
+  if (filter) {
+    opts.filter = filter;
+    q.set("filter", filter);
+  }
+  const query = "keyspace?" + q;
+  return { pattern, opts, query, meta: { pattern, values: !!opts.values, path: "/streams/" + query } };
 }
 
 function subscribe() {
   for (const f of FIELDS) showError(f, "");
   showError("form", "");
-  const { q, events, pattern } = query();
   saveForm();
-  const sub = {
-    query: "keyspace?" + q,
-    // EventSource delivers named events only to listeners of that name.
-    events: [...new Set([...KEYSPACE_EVENTS, ...events])],
-    meta: { pattern, values: q.has("values"), path: "/streams/keyspace?" + q },
-  };
-  form.dataset.want = sub.query;
-  conn.set("log", sub);
+  const want = wanted();
+  form.dataset.want = want.query;
+  stopped = false;
+  if (!started) return; // opens once the identity is known
+  pendingLog?.sub.close();
+  pendingLog = null;
+  if (logSub && logSub.query === want.query) {
+    if (logSub.live) $("conn").dataset.log = want.query;
+    render();
+    return;
+  }
+  const entry = openLog(want);
+  if (logSub) pendingLog = entry;
+  else {
+    logSub = entry;
+    refusal = "";
+    showApplied();
+  }
+  render();
 }
 
-function setPins(keys) {
-  $("pin-error").textContent = "";
-  conn.set("pins", keys.length ? {
-    query: "keys?" + new URLSearchParams(keys.map((k) => ["key", k])),
-    events: KEY_EVENTS,
-    heals: true, // snapshots after any gap: adding a key costs the log nothing
-    meta: keys,
-  } : null);
-}
-
-// showApplied shows what the connection carries now.
-function showApplied(subs) {
-  const sub = subs.get("log");
-  const watching = sub?.meta;
+// showApplied shows what the log carries now.
+function showApplied() {
+  const watching = logSub?.meta;
   log.setWatching(!!watching);
   $("log-section").dataset.values = watching?.values ? "on" : "off";
   $("stream-url").hidden = !watching;
@@ -166,7 +221,18 @@ function showApplied(subs) {
     $("stream-url").href = watching.path;
     $("stream-url").textContent = decodeURIComponent(watching.path);
   }
-  if (!watching) delete $("conn").dataset.log;
+}
+
+function showReset(reason) {
+  const at = clockTime(Date.now());
+  $("notice-text").textContent = `Stream reset at ${at} (${reason}): events in between may be missing; the view continues from here.`;
+  $("notice").hidden = false;
+  $("notice").dataset.reason = reason;
+  log.marker(`reset · ${reason} · ${at}`);
+}
+
+function showLastId(id) {
+  if (id) $("last-id").textContent = id;
 }
 
 // fieldOf guesses which field an error message is about: the server's
@@ -208,41 +274,111 @@ function restoreForm() {
 }
 
 // --- connection state ---------------------------------------------------------
+//
+// kf's status is the connection's: connecting, live, offline (with code 0:
+// Keyflux unreachable; 401/403: the identity refused; no code: the browser
+// is reconnecting after a drop) or limited (429/503, the server's reason
+// and when it retries). The page adds its own states when it holds no
+// subscription: idle, closed (stopped), error (the only one refused),
+// signed-out.
 
-const STATE_TEXT = {
-  idle: "Not connected",
-  connecting: "Connecting…",
-  live: "Live",
-  error: "Refused by the server",
-  closed: "Stopped",
-  "signed-out": "Signed out",
-};
+let status = kf.status;
+let detail = kf.detail;
+let down = false; // the server does not answer while the browser reconnects
+let probe = 0;
+kf.on("status", (s, d) => {
+  status = s;
+  detail = d || {};
+  if (s === "connecting" && AUTH_ENDED.has(detail.reason)) identity.expired(detail.reason);
+  if (s === "offline" && (detail.code === 401 || detail.code === 403) && started) identity.refused();
+  clearTimeout(probe);
+  down = false;
+  if (s === "offline" && detail.code === undefined) probe = setTimeout(checkDown, 1000);
+  render();
+});
 
-let countdown = null;
+// checkDown tells a blip from a server that is down while the browser
+// reconnects by itself (it says nothing about why): /healthz answers
+// whenever Keyflux runs.
+async function checkDown() {
+  let answered = false;
+  try {
+    answered = (await fetch("/healthz", { cache: "no-store" })).ok;
+  } catch { /* not reachable */ }
+  if (status !== "offline" || detail.code !== undefined) return;
+  if (down !== !answered) {
+    down = !answered;
+    render();
+  }
+  probe = setTimeout(checkDown, 3000);
+}
 
-function showState(state, d) {
-  const el = $("conn");
-  el.dataset.state = state;
-  el.title = state === "error" ? d.message : "";
-  if (d.lastId !== undefined) $("last-id").textContent = d.lastId || "none";
-  clearInterval(countdown);
-  countdown = null;
-  if (state === "reconnecting") {
-    const update = () => {
-      const left = Math.ceil((d.retryAt - Date.now()) / 1000);
-      $("conn-text").textContent = left > 0 ? `Reconnecting in ${left}s` : "Reconnecting…";
-    };
-    update();
-    countdown = setInterval(update, 250);
-  } else {
-    $("conn-text").textContent = STATE_TEXT[state] || state;
+let countdown = 0;
+
+// view is what the header says: [state, pill text, why (a sentence or ""),
+// kind of trouble for data-why].
+function view() {
+  const subs = (logSub || pendingLog ? 1 : 0) + pins.watching;
+  if (!subs) {
+    if (signedOut) return ["signed-out", "Signed out", "", ""];
+    if (refusal) return ["error", "Refused by the server", refusal, "refused"];
+    if (!started) return ["idle", "Not connected", "", ""];
+    return [stopped ? "closed" : "idle", stopped ? "Stopped" : "Not connected", "", ""];
+  }
+  const reason = detail.reason ? String(detail.reason).replace(/[.\s]+$/, "") : "";
+  const code = Number(detail.code ?? -1);
+  const http = code > 0 ? ` (HTTP ${code})` : "";
+  switch (status) {
+    case "live":
+      return ["live", "Live", "", ""];
+    case "limited":
+      return ["limited", "Limit reached", `Keyflux is at a limit${http}: ${reason || "too many streams"}.`, "limit"];
+    case "offline":
+      if (code === 0) return ["offline", "Server down", `Keyflux cannot be reached (${reason || "no answer"}).`, "down"];
+      if (code === 401 || code === 403) return ["offline", "Auth failed", `Keyflux refused this identity${http}: ${reason}.`, "auth"];
+      if (code > 0) return ["offline", "Refused", `Keyflux refused the stream${http}: ${reason}.`, "refused"];
+      if (down) return ["offline", "Server down", "Keyflux cannot be reached: reconnecting; it resumes where it stopped.", "down"];
+      return ["offline", "Reconnecting…", "The connection dropped: reconnecting; it resumes where it stopped.", "lost"];
+    default:
+      if (AUTH_ENDED.has(reason)) return ["connecting", "Reconnecting…", "", "auth"];
+      return ["connecting", "Connecting…", "", ""];
   }
 }
 
-// start opens the page's stream, or reopens it after a new token.
+function render() {
+  const [state, text, why, kind] = view();
+  const el = $("conn");
+  el.dataset.state = state;
+  if (kind) el.dataset.why = kind;
+  else delete el.dataset.why;
+  el.title = why;
+  pins.setConnection(state);
+  const n = (logSub ? 1 : 0) + pins.watching;
+  $("subs-count").textContent = `${n} subscription${n === 1 ? "" : "s"}`;
+  clearInterval(countdown);
+  countdown = 0;
+  const retryAt = state !== "live" && Number.isFinite(detail.retryAt) ? detail.retryAt : 0;
+  const show = () => {
+    const left = Math.ceil((retryAt - Date.now()) / 1000);
+    const when = !retryAt ? "" : left > 0 ? `retrying in ${left}s` : "retrying now";
+    $("conn-text").textContent = when ? `${text} · ${when}` : text;
+    $("conn-why").textContent = why && when ? `${why} ${when[0].toUpperCase() + when.slice(1)}.` : why;
+    $("conn-why").hidden = !why;
+    $("conn-why").dataset.why = kind;
+  };
+  show();
+  if (retryAt > Date.now()) countdown = setInterval(show, 250);
+}
+
+// start opens the page's subscriptions. After a new token or session the
+// subscriptions are still there: keyflux.js retries the refused connection
+// with backoff (the header counts down to it) and resumes from its last
+// event id, with the same subscriptions, so nothing written meanwhile is
+// lost.
 function start() {
+  signedOut = false;
   if (started) {
-    conn.restart();
+    render();
     return;
   }
   started = true;
@@ -253,10 +389,21 @@ function start() {
       typeof keys[0] === "string") {
     $("pattern").value = keys[0];
   }
+  pins.setLive(true);
   subscribe();
-  setPins(pins.keys);
 }
 
+// suspend closes every subscription but keeps what the page wants
+// (signed out): the connection goes once no tab needs it.
+function suspend() {
+  signedOut = true;
+  closeLog();
+  pins.setLive(false);
+  started = false;
+  render();
+}
+
+render();
 identity.check().then((ok) => {
   if (ok) start();
 });

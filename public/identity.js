@@ -4,7 +4,7 @@
 //                   a valid token cookie, a token field that sets it
 //   spring-session  whose session it is and a countdown to its expiry; no
 //                   token field (the app's own SESSION cookie is the key)
-// EventSource cannot send headers, so under jwt the token travels as the
+// A stream cannot send headers from a page, so under jwt the token travels as the
 // cookie the server names in its 401 ("cookie"), set here by the page.
 // Everything the server says is shown with textContent only.
 

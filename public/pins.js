@@ -1,8 +1,9 @@
 // The pinned keys panel: each key's value, type and TTL counting down,
-// flashing on change and marked when it expires or is deleted. Its data
-// comes from a key watch (GET /streams/keys?key=a&key=b) carried by the
-// page's one connection: snapshot, update and delete events hold each
-// key's state, so the panel never reads keys itself.
+// flashing on change and marked when it expires or is deleted. Each pinned
+// key is a watch of keyflux.js (kf.watch(key), a key watch riding the
+// page's one connection): its "change" events carry the key's state, so
+// the panel never polls. One watch per key, so that a key the server
+// refuses (outside --expose) goes alone and the others carry on.
 import { el, prettyValue, ttlText, clockTime } from "./format.js";
 
 const STORE = "keyflux.pins";
@@ -11,11 +12,15 @@ const MAX_PINS = 50;
 const GONE = { del: "deleted", expired: "expired", evicted: "evicted", renamed: "renamed", moved: "moved", unknown: "gone" };
 
 export class PinPanel {
-  /** onChange(keys) is called with the pinned keys whenever they change. */
-  constructor({ list, status, error, form, input, onChange }) {
-    Object.assign(this, { list, status, error, onChange });
+  /**
+   * kf        the page's Keyflux
+   * onChange  (keys) whenever the pinned keys change
+   */
+  constructor({ kf, list, status, error, form, input, onChange }) {
+    Object.assign(this, { kf, list, status, error, onChange });
     this.pins = new Map();
     this.connection = "idle";
+    this.live = false; // watches open (the page may read Redis)
     form.addEventListener("submit", (e) => {
       e.preventDefault();
       const key = input.value.trim();
@@ -32,6 +37,13 @@ export class PinPanel {
     return [...this.pins.keys()];
   }
 
+  /** watching is how many keys have an open watch. */
+  get watching() {
+    let n = 0;
+    for (const pin of this.pins.values()) if (pin.watch) n++;
+    return n;
+  }
+
   add(key, notify = true) {
     if (!key) return;
     if (this.pins.has(key)) {
@@ -46,55 +58,55 @@ export class PinPanel {
     const pin = new Pin(key, () => this.remove(key));
     this.pins.set(key, pin);
     this.list.prepend(pin.node);
+    if (this.live) this.open(pin);
     this.changed(notify);
   }
 
   remove(key, notify = true) {
     const pin = this.pins.get(key);
     if (!pin) return;
+    pin.close();
     pin.node.remove();
     this.pins.delete(key);
     this.changed(notify);
   }
 
-  /** revert unpins the keys the server refused: those not in applied. */
-  revert(applied) {
-    const keep = new Set(applied);
-    for (const key of this.keys) if (!keep.has(key)) this.remove(key, false);
-    this.changed(false);
+  /** setLive opens a watch per pinned key (true) or closes them all (false: signed out). */
+  setLive(live) {
+    this.live = live;
+    for (const pin of this.pins.values()) {
+      if (live) this.open(pin);
+      else pin.close();
+    }
+    this.showStatus();
+  }
+
+  // open watches pin's key. The watch's first "change" is the key's
+  // snapshot (a watch added to the live connection joins it fresh, so the
+  // server sends one), then every change.
+  open(pin) {
+    if (pin.watch) return;
+    const w = this.kf.watch(pin.key);
+    pin.watch = w;
+    w.on("change", (_, state) => {
+      if (pin.watch !== w) return;
+      pin.events++;
+      if (!state.exists && state.reason) pin.gone(GONE[state.reason] || state.reason);
+      else pin.apply(state, pin.events > 1);
+    });
+    w.on("error", (err) => {
+      if (pin.watch !== w || this.pins.get(pin.key) !== pin) return;
+      // Refused (outside --expose, too long...): the message goes next to
+      // the pin field and the key is unpinned; the other watches go on.
+      this.remove(pin.key);
+      this.error.textContent = err.message;
+    });
   }
 
   changed(notify) {
     save(this.keys);
     this.showStatus();
     if (notify) this.onChange(this.keys);
-  }
-
-  /**
-   * fill reads the state of keys with GET /api/keys/<key> (the same object
-   * as a snapshot), unless the stream says something about a key first.
-   */
-  fill(keys) {
-    for (const key of keys) {
-      const pin = this.pins.get(key);
-      if (!pin) continue;
-      const seen = pin.events;
-      fetch("/api/keys/" + encodeURIComponent(key), { cache: "no-store" })
-        .then((resp) => resp.json())
-        .then((state) => {
-          if (this.pins.get(key) === pin && pin.events === seen && typeof state?.exists === "boolean") pin.apply(state, false);
-        })
-        .catch(() => { /* the stream will tell when the key changes */ });
-    }
-  }
-
-  /** handle applies one event of the key watch. */
-  handle(name, data) {
-    const pin = this.pins.get(data?.key);
-    if (!pin) return;
-    pin.events++;
-    if (name === "delete") pin.gone(GONE[data.reason] || data.reason || "gone");
-    else if (name === "snapshot" || name === "update") pin.apply(data, name === "update");
   }
 
   /** setConnection shows the state of the page's connection. */
@@ -109,7 +121,10 @@ export class PinPanel {
       this.status.textContent = "none pinned";
       return;
     }
-    const words = { connecting: "connecting…", live: "live", reconnecting: "reconnecting…", error: "refused", closed: "stopped", idle: "waiting" };
+    const words = {
+      connecting: "connecting…", live: "live", offline: "offline", limited: "limit reached", error: "refused",
+      closed: "stopped", idle: "waiting", "signed-out": "signed out",
+    };
     this.status.textContent = `${n} pinned · ${words[this.connection] || this.connection}`;
   }
 
@@ -125,7 +140,8 @@ class Pin {
     this.key = key;
     this.expiresAt = null;
     this.type = "";
-    this.events = 0; // events of the stream about this key
+    this.events = 0; // changes the watch reported
+    this.watch = null;
     this.keyEl = el("span", { class: "pin-key", text: key, title: key });
     this.typeEl = el("span", { class: "type", text: "…" });
     this.ttlEl = el("span", { class: "ttl", text: "" });
@@ -140,6 +156,11 @@ class Pin {
       this.valueEl,
       el("div", { class: "pin-foot" }, this.markEl, this.updatedEl));
     this.node.addEventListener("animationend", () => this.node.classList.remove("flash"));
+  }
+
+  close() {
+    this.watch?.close();
+    this.watch = null;
   }
 
   apply(s, isChange) {
