@@ -636,3 +636,97 @@ func TestBrowserClientSplits(t *testing.T) {
 	p.waitFor(`T.got.size === 40 && T.kf.status === "live"`, "an entry on each of 40 subs")
 	testkit.Eventually(t, "two stream clients", func() bool { return metric(t, k, "keyflux_clients_connected") == 2 })
 }
+
+// TestBrowserClientTenTabs: ten tabs of one page, each with its own
+// keyspace, key watch and channel subscriptions, share ONE server
+// connection and each gets its own events; when the tab that opened first
+// (the leader, in leader mode) closes, the other nine keep receiving a
+// sequence of writes with nothing lost or repeated.
+//
+// Every change reopens the shared connection; it rejoins live topics at
+// the price of one stream (a combined stream pays for the topics it
+// starts), so ten tabs and a handover fit in the default rate, with a short
+// --linger: nothing waits for a Retry-After.
+func TestBrowserClientTenTabs(t *testing.T) {
+	for _, share := range []string{"tabs", "leader"} {
+		t.Run(share, func(t *testing.T) {
+			k := startKeyflux(t, keyspaceFlags, "--linger", "2s")
+			p := openClientPage(t, k) // an idle first tab: closing it would close the browser
+			const n = 10
+			tabs := make([]*page, n)
+			closers := make([]context.CancelFunc, n)
+			for i := range n {
+				tabs[i], closers[i] = p.newTab()
+				defer closers[i]()
+				jsRun[bool](tabs[i], fmt.Sprintf(`
+					const { Keyflux } = await import("/keyflux.js");
+					const kf = new Keyflux({ share: %q });
+					window.T = { kf, seq: [], mine: [], msgs: [], ready: 0, resets: [] };
+					T.s = kf.keyspace("seq:*", { events: ["set"] });
+					T.s.on("set", (ev) => T.seq.push(Number(ev.key.slice(4)))).on("connected", () => T.ready++);
+					T.s.on("reset", (r) => T.resets.push(r.reason));
+					T.k = kf.keyspace("tab%d:*");
+					T.k.on("set", (ev) => T.mine.push(ev.key)).on("connected", () => T.ready++);
+					T.w = kf.watch("w%d");
+					T.c = kf.channel("ch%d");
+					T.c.on("message", (m) => T.msgs.push(m.data)).on("connected", () => T.ready++);
+					return true`, share, i, i, i))
+			}
+			for i, tab := range tabs {
+				tab.waitFor(`T.ready >= 3 && T.w.get("w`+strconv.Itoa(i)+`") !== undefined`, "tab "+strconv.Itoa(i)+" live")
+			}
+			testkit.Eventually(t, "one stream client for ten tabs", func() bool {
+				return metric(t, k, "keyflux_clients_connected") == 1
+			})
+			for i := range n {
+				k.do("SET", fmt.Sprintf("tab%d:x", i), "1")
+				k.do("SET", fmt.Sprintf("w%d", i), fmt.Sprintf("v%d", i))
+				k.do("PUBLISH", fmt.Sprintf("ch%d", i), fmt.Sprintf("hello %d", i))
+			}
+			for i, tab := range tabs {
+				want := fmt.Sprintf(`{"mine":["tab%d:x"],"msgs":["hello %d"],"w":"v%d"}`, i, i, i)
+				tab.waitFor(`JSON.stringify({mine: T.mine, msgs: T.msgs, w: T.w.get("w`+strconv.Itoa(i)+`")?.value}) === `+strconv.Quote(want),
+					"tab "+strconv.Itoa(i)+"'s own events")
+			}
+			for i := 1; i <= 10; i++ {
+				k.do("SET", fmt.Sprintf("seq:%d", i), "x")
+			}
+			for i, tab := range tabs {
+				tab.waitFor(`T.seq.length >= 10`, "tab "+strconv.Itoa(i)+"'s first writes")
+			}
+			closers[0]() // the tab that opened first: in leader mode, the leader
+			for i := 11; i <= 40; i++ {
+				k.do("SET", fmt.Sprintf("seq:%d", i), "x")
+			}
+			want := make([]string, 40)
+			for i := range want {
+				want[i] = strconv.Itoa(i + 1)
+			}
+			for i, tab := range tabs[1:] {
+				tabWaitFor(tab, `T.seq.length >= 40`, "tab "+strconv.Itoa(i+1)+" after the handover",
+					`"seq " + T.seq.join(",") + "; status " + T.kf.status + " " + JSON.stringify(T.kf.detail) + "; resets " + T.resets.join()`)
+				if got := eval[string](tab, `T.seq.join(",")`); got != strings.Join(want, ",") {
+					t.Fatalf("tab %d received %s", i+1, got)
+				}
+				if resets := eval[string](tab, `T.resets.join()`); resets != "" {
+					t.Fatalf("tab %d got resets: %s", i+1, resets)
+				}
+			}
+			testkit.Eventually(t, "still one stream client", func() bool {
+				return metric(t, k, "keyflux_clients_connected") == 1
+			})
+		})
+	}
+}
+
+// tabWaitFor waits until js holds in tab, else fails with what the page
+// says of itself (state, an expression).
+func tabWaitFor(tab *page, js, what, state string) {
+	tab.t.Helper()
+	ctx, cancel := context.WithTimeout(tab.ctx, 20*time.Second)
+	defer cancel()
+	if _, err := chromedp.Run(ctx, chromedp.Poll[bool](js,
+		chromedp.WithPollingInterval(20*time.Millisecond), chromedp.WithPollingTimeout(15*time.Second))); err != nil {
+		tab.t.Fatalf("waiting for %s (%s): %v\nstate: %s", what, js, err, eval[string](tab, state))
+	}
+}

@@ -43,14 +43,11 @@ func TestDashboardTabsShareOneConnection(t *testing.T) {
 	for i, q := range tabs {
 		q.waitFor(has(row("set", "tab:1")), fmt.Sprintf("the row of tab:1 in tab %d", i))
 	}
-	// A tab joining the connection should cost the others nothing, no
-	// reset: its subscription joins fresh. Some runs still see an
-	// "expired-id" reset when tabs join in quick succession (the same as
-	// TestBrowserClientTenTabs, being fixed in keyflux.js and the server):
-	// logged, not failed, until that lands; the rows below are exact anyway.
+	// A tab joining the connection costs the others nothing, no reset: its
+	// subscription joins fresh.
 	for i, q := range tabs {
 		if eval[bool](q, `!document.getElementById("notice").hidden`) {
-			t.Logf("tab %d shows a reset: %s", i, eval[string](q, text("#notice-text")))
+			t.Errorf("tab %d shows a reset: %s", i, eval[string](q, text("#notice-text")))
 		}
 	}
 

@@ -68,7 +68,14 @@ func (h *handler) combined(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	return h.stream(c, q, joins, len(subs))
+	// A combined stream pays for the topics it starts (at least one): a
+	// page that changes its subs, a browser's reconnect or a tab handover
+	// rejoin live topics at the price of one stream.
+	keys := make([]string, 0, len(joins))
+	for _, j := range joins {
+		keys = append(keys, j.Spec.Key())
+	}
+	return h.stream(c, q, joins, max(1, h.cfg.Hub.Starting(keys)))
 }
 
 // freshSubs reads fresh=<name>,<name>...: subs added to a stream that

@@ -205,7 +205,7 @@ class Engine {
       const ng = this.group(subs, key, lastId);
       ng.fresh = new Set(fresh);
       ng.pending = new Set(fresh);
-      if (g) this.stop(g);
+      if (g) ng.prev = this.retire(g);
       this.open(ng);
       return ng;
     });
@@ -227,6 +227,31 @@ class Engine {
     clearTimeout(g.timer);
     g.es?.close();
     g.es = null;
+    if (g.prev) this.stop(g.prev);
+    g.prev = null;
+  }
+
+  // retire ends group g, replaced by a successor that resumes from g's
+  // last id, and returns the connection to keep until the successor is
+  // live. A live g stays open, muted (what it receives from now on the
+  // successor replays): its subs stay subscribed on the server, their
+  // replay buffers with them, however long the successor waits (a 429's
+  // Retry-After may outlast --linger). A g that was not live hands on the
+  // connection it kept itself.
+  retire(g) {
+    const prev = g.prev;
+    g.prev = null;
+    if (g.es && g.es.readyState === EventSource.OPEN && g.state === "live") {
+      if (prev) this.stop(prev);
+      const es = g.es;
+      g.es = null;
+      this.stop(g); // its events are ignored from now on
+      es.onopen = null;
+      es.onerror = () => es.close(); // not worth a reconnect of its own
+      return { es, gen: 0, timer: 0, stopped: false, prev: null };
+    }
+    this.stop(g);
+    return prev;
   }
 
   async headers() {
@@ -294,6 +319,10 @@ class Engine {
     es.onopen = () => {
       if (gen !== g.gen) return;
       g.attempt = 0;
+      // Subscribed (the server flushes the head once its subs have
+      // joined): the connection this one replaces may go.
+      if (g.prev) this.stop(g.prev);
+      g.prev = null;
       this.set(g, "live", {});
     };
     es.onerror = () => {
@@ -392,6 +421,7 @@ class Engine {
   }
 
   message(g, e) {
+    if (g.stopped) return; // a retired connection, kept open a while
     if (e.lastEventId) g.lastId = e.lastEventId;
     let d;
     try {

@@ -215,6 +215,20 @@ func (h *Hub) Topics() int {
 	return len(h.topics)
 }
 
+// Starting returns how many of keys have no topic yet (lingering ones count
+// as there): what joining them all would start.
+func (h *Hub) Starting(keys []string) int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	n := 0
+	for _, k := range keys {
+		if h.topics[k] == nil {
+			n++
+		}
+	}
+	return n
+}
+
 // Subscribers returns how many subscribers the topic of key has.
 func (h *Hub) Subscribers(key string) int {
 	h.mu.Lock()

@@ -74,9 +74,11 @@ func (h *Hub) welcome(subs []*Subscription) {
 	if len(subs) == 0 {
 		return
 	}
+	// The receiver's Last-Event-ID: in position mode Durable subs hold
+	// their component instead, and fresh ones (Join.Fresh) none.
 	lastID := subs[0].lastID
-	for _, s := range subs { // in position mode, Durable ones hold their component
-		if _, durable := s.t.resume.(*durableResume); !durable {
+	for _, s := range subs {
+		if _, durable := s.t.resume.(*durableResume); !durable && s.lastID != "" {
 			lastID = s.lastID
 			break
 		}
@@ -95,7 +97,19 @@ func (h *Hub) welcome(subs []*Subscription) {
 	var heals []*Frame
 	lost := false
 	subs = slices.DeleteFunc(subs, func(s *Subscription) bool {
-		c := s.t.resume.rejoin(s, at)
+		// A fresh sub of a resuming receiver starts now: nothing to replay,
+		// nothing lost (a snapshot for a Healer), even when an earlier
+		// connection already started its topic.
+		_, durable := s.t.resume.(*durableResume)
+		fresh := at.given && s.lastID == "" && !durable
+		sat := at
+		if fresh {
+			sat = position{}
+		}
+		c := s.t.resume.rejoin(s, sat)
+		if fresh {
+			c.lost = false
+		}
 		for i, f := range c.replay {
 			replay = append(replay, numbered{c.seqs[i], f})
 		}
