@@ -305,10 +305,6 @@ func (i streamInfo) lost(id streams.EntryID) bool {
 	return id.Compare(i.maxDeleted) < 0
 }
 
-func (s *streamLogSpec) info(ctx context.Context) (streamInfo, error) {
-	return readStreamInfo(ctx, s.l.Client, s.q.Key)
-}
-
 func readStreamInfo(ctx context.Context, c rueidis.Client, key string) (streamInfo, error) {
 	m, err := c.Do(ctx, c.B().XinfoStream().Key(key).Build()).AsMap()
 	if err != nil {
