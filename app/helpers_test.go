@@ -28,6 +28,7 @@ var fasthttpOwn = []goleak.Option{
 	goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.updateServerDate.func1"),
 	// rueidis's cluster client closes replaced node connections 5 s late.
 	goleak.IgnoreAnyFunction(testkit.RueidisLateCloser),
+	goleak.IgnoreAnyFunction(testkit.RueidisLateRefresh),
 }
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m, fasthttpOwn...) }

@@ -23,6 +23,12 @@ import (
 // goleak.IgnoreAnyFunction(testkit.RueidisLateCloser).
 const RueidisLateCloser = "github.com/redis/rueidis.(*clusterClient)._refresh.func2"
 
+// RueidisLateRefresh is the goroutine a rueidis cluster client starts to
+// refresh its slot map after a delay (up to about a second) when a node
+// failed it; it sleeps that delay even after Close, then ends by itself.
+// Packages that ignore RueidisLateCloser ignore it too.
+const RueidisLateRefresh = "github.com/redis/rueidis.(*call).DelayDo.func1"
+
 // Cluster is a local Redis Cluster of private redis-server processes, each
 // stopped by pid when the test that started it ends.
 type Cluster struct {

@@ -7,5 +7,5 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m, goleak.IgnoreAnyFunction(RueidisLateCloser))
+	goleak.VerifyTestMain(m, goleak.IgnoreAnyFunction(RueidisLateCloser), goleak.IgnoreAnyFunction(RueidisLateRefresh))
 }
