@@ -151,10 +151,10 @@ func (r *durableResume) emit(ctx context.Context, s *Subscription, ev Event, gre
 		id := ""
 		switch {
 		case ev.ID == "":
-		case code == ResetGap: // a reset entry of the history: it has its own id
-			id = ev.ID
-		default: // the history after lastID is not whole: where it starts now
+		case code == ResetExpiredID || code == ResetUnknownID: // the history after lastID is not whole: where it starts now
 			d["first"] = ev.ID
+		default: // a reset entry of the history (upstream-gap, overflow, notify-config): it has its own id
+			id = ev.ID
 		}
 		f = mustFrame(id, "reset", d)
 	default:

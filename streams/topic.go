@@ -58,7 +58,7 @@ func (t *topic) run(obs rxgo.Observable) {
 			reset := Event{Name: "reset", Data: resetData(code, ev.Reason)}
 			// A journal's reset entry: the reset is at that entry, so it
 			// carries its id, and a client that got it resumes past it.
-			if _, durable := t.resume.(*durableResume); durable && code == ResetGap {
+			if _, durable := t.resume.(*durableResume); durable && code != ResetExpiredID && code != ResetUnknownID {
 				reset.ID = ev.ID
 			}
 			t.publish(reset)
