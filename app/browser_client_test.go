@@ -5,13 +5,11 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 
 	"github.com/keyflux/keyflux/streams/testkit"
@@ -26,39 +24,7 @@ import (
 // runs no script, with window.__es counting the page's EventSources.
 func openClientPage(t *testing.T, k *keyflux) *page {
 	t.Helper()
-	if _, err := os.Stat(chromiumPath); err != nil {
-		t.Fatalf("the browser tests need Debian's chromium (go tool task chromium installs it): %v", err)
-	}
-	opts := []chromedp.ExecAllocatorOption{
-		chromedp.ExecPath(chromiumPath),
-		chromedp.Headless,
-		chromedp.NoSandbox,
-		chromedp.DisableGPU,
-		chromedp.NoFirstRun,
-		chromedp.Flag("disable-quic", true),
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.Flag("disable-dev-shm-usage", true),
-		chromedp.UserDataDir(t.TempDir()),
-	}
-	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	ctx, cancel := chromedp.NewContext(allocCtx)
-	t.Cleanup(func() {
-		cancel()
-		cancelAlloc()
-	})
-	p := &page{t: t, k: k, ctx: ctx}
-	if err := chromedp.Listen(ctx, func(ev any) {
-		if e, ok := ev.(*runtime.EventExceptionThrown); ok {
-			p.mu.Lock()
-			p.exceptions = append(p.exceptions, (&chromedp.ExceptionError{ExceptionDetails: e.ExceptionDetails}).Error())
-			p.mu.Unlock()
-		}
-	}); err != nil {
-		t.Fatalf("starting %s: %v", chromiumPath, err)
-	}
-	t.Cleanup(p.noExceptions)
+	p := startChromium(t, k, 1280, 800)
 	p.do(countEventSources, chromedp.Navigate(k.base+"/healthz"))
 	p.waitFor(`document.readyState === "complete"`, "the page to load")
 	return p
@@ -404,18 +370,9 @@ func (p *page) newTab() (*page, context.CancelFunc) {
 	p.t.Helper()
 	ctx, cancel := chromedp.NewContext(p.ctx)
 	tab := &page{t: p.t, k: p.k, ctx: ctx}
-	// Listening first creates the tab on its own context (a target created
-	// by the first action would live only as long as that action's context).
-	if err := chromedp.Listen(ctx, func(ev any) {
-		if e, ok := ev.(*runtime.EventExceptionThrown); ok {
-			tab.mu.Lock()
-			tab.exceptions = append(tab.exceptions, (&chromedp.ExceptionError{ExceptionDetails: e.ExceptionDetails}).Error())
-			tab.mu.Unlock()
-		}
-	}); err != nil {
+	if err := tab.catchExceptions(); err != nil {
 		p.t.Fatalf("opening a tab: %v", err)
 	}
-	p.t.Cleanup(tab.noExceptions)
 	tab.do(countEventSources, chromedp.Navigate(p.k.base+"/healthz"))
 	tab.waitFor(`document.readyState === "complete"`, "the tab to load")
 	return tab, cancel

@@ -39,8 +39,19 @@ type page struct {
 // and loads the dashboard. Any uncaught JavaScript exception fails the test.
 func openDashboard(t *testing.T, k *keyflux, width, height int) *page {
 	t.Helper()
+	p := startChromium(t, k, width, height)
+	p.do(countEventSources, chromedp.EmulateViewport(int64(width), int64(height)), chromedp.Navigate(k.base+"/"))
+	p.waitFor(`document.readyState === "complete" && document.body.dataset.app === "ready"`, "the page to load and run")
+	return p
+}
+
+// startChromium starts a fresh headless Chromium (its own profile) for k's
+// pages, stopped when the test ends. Any uncaught JavaScript exception in
+// its page fails the test.
+func startChromium(t *testing.T, k *keyflux, width, height int) *page {
+	t.Helper()
 	if _, err := os.Stat(chromiumPath); err != nil {
-		t.Fatalf("the dashboard tests need Debian's chromium (go tool task chromium installs it): %v", err)
+		t.Fatalf("the browser tests need Debian's chromium (go tool task chromium installs it): %v", err)
 	}
 	opts := []chromedp.ExecAllocatorOption{
 		chromedp.ExecPath(chromiumPath),
@@ -65,19 +76,28 @@ func openDashboard(t *testing.T, k *keyflux, width, height int) *page {
 		cancelAlloc()
 	})
 	p := &page{t: t, k: k, ctx: ctx}
-	if err := chromedp.Listen(ctx, func(ev any) {
+	if err := p.catchExceptions(); err != nil {
+		t.Fatalf("starting %s: %v", chromiumPath, err)
+	}
+	return p
+}
+
+// catchExceptions records the page's uncaught JavaScript exceptions, which
+// fail the test when it ends. Listening first also creates the page's
+// target on its own context (one created by a first action would live only
+// as long as that action's context).
+func (p *page) catchExceptions() error {
+	err := chromedp.Listen(p.ctx, func(ev any) {
 		if e, ok := ev.(*runtime.EventExceptionThrown); ok {
 			p.mu.Lock()
 			p.exceptions = append(p.exceptions, (&chromedp.ExceptionError{ExceptionDetails: e.ExceptionDetails}).Error())
 			p.mu.Unlock()
 		}
-	}); err != nil {
-		t.Fatalf("starting %s: %v", chromiumPath, err)
+	})
+	if err == nil {
+		p.t.Cleanup(p.noExceptions)
 	}
-	t.Cleanup(p.noExceptions)
-	p.do(countEventSources, chromedp.EmulateViewport(int64(width), int64(height)), chromedp.Navigate(k.base+"/"))
-	p.waitFor(`document.readyState === "complete" && document.body.dataset.app === "ready"`, "the page to load and run")
-	return p
+	return err
 }
 
 // countEventSources wraps the page's EventSource before its scripts run, so
@@ -117,16 +137,9 @@ func (p *page) dashboardTab() *page {
 	ctx, cancel := chromedp.NewContext(p.ctx)
 	q := &page{t: p.t, k: p.k, ctx: ctx, closeTab: cancel}
 	p.t.Cleanup(cancel)
-	if err := chromedp.Listen(ctx, func(ev any) {
-		if e, ok := ev.(*runtime.EventExceptionThrown); ok {
-			q.mu.Lock()
-			q.exceptions = append(q.exceptions, (&chromedp.ExceptionError{ExceptionDetails: e.ExceptionDetails}).Error())
-			q.mu.Unlock()
-		}
-	}); err != nil {
+	if err := q.catchExceptions(); err != nil {
 		p.t.Fatalf("a new tab: %v", err)
 	}
-	p.t.Cleanup(q.noExceptions)
 	q.do(countEventSources, chromedp.Navigate(p.k.base+"/"))
 	q.waitFor(`document.readyState === "complete" && document.body.dataset.app === "ready"`, "the new tab to load and run")
 	return q
