@@ -67,10 +67,13 @@ const (
 	// more messages than this since the journal's end records a reset. The
 	// record also forgets what is older than two leases.
 	recordMax = 16384
+	// recordMaxBytes bounds it too: payloads come from Redis, any size.
+	recordMaxBytes = 8 << 20
 	// alignMax is how much of the journal's end a takeover reads.
 	alignMax = 4096
-	// appendMax is the most entries one append carries.
-	appendMax = 512
+	// appendMax and appendMaxBytes bound one append (at least one entry).
+	appendMax      = 512
+	appendMaxBytes = 1 << 20
 )
 
 // KeyspaceJournal is the journal key of database db's keyspace events.
@@ -107,6 +110,7 @@ type journal struct {
 	ready  bool    // subscribed: the record is whole from its start
 	record []seen  // what this process saw since it (re)subscribed, oldest first
 	when   []int64 // when it saw each (Unix ns), to forget what no takeover needs
+	bytes  int     // the record's payload bytes
 	first  uint64  // the number of record[0]; numbers never repeat
 	// While this process writes: next is the number of the first message
 	// not yet appended, owed a reset reason to append before it.
@@ -274,11 +278,14 @@ func (j *journal) saw(msg rueidis.PubSubMessage) {
 	now := time.Now().UnixNano()
 	j.record = append(j.record, s)
 	j.when = append(j.when, now)
+	j.bytes += s.size()
 	// A takeover needs what came after the journal's end, which a dead
 	// writer left at most a lease ago: keep two leases' worth (and a proof's).
 	old := now - int64(2*j.lease.TTL+time.Second)
 	drop := 0
-	for drop < len(j.when) && (len(j.when)-drop > recordMax || len(j.when)-drop > 2*minProof && j.when[drop] < old) {
+	for drop < len(j.when)-1 && (len(j.when)-drop > recordMax || j.bytes > recordMaxBytes ||
+		len(j.when)-drop > 2*minProof && j.when[drop] < old) {
+		j.bytes -= j.record[drop].size()
 		drop++
 	}
 	if drop > 0 {
@@ -322,7 +329,7 @@ func (j *journal) state(k streams.Kind, _ string) {
 	defer j.mu.Unlock()
 	if k == streams.Gap || !j.ready {
 		j.first += uint64(len(j.record))
-		j.record, j.when = nil, nil
+		j.record, j.when, j.bytes = nil, nil, 0
 		if j.writing && k == streams.Gap {
 			j.next, j.owed = j.first, streams.ResetGap
 			j.gaps++
@@ -481,8 +488,13 @@ func (j *journal) takeover(ctx context.Context) (string, error) {
 // (at most alignMax, oldest first), the id of its last entry ("0-0" when
 // empty), and whether those messages reach back to its start or reset.
 func (j *journal) journalTail(ctx context.Context) (tail []seen, last string, whole bool, err error) {
+	// No placement compares more of the journal than the record holds (or
+	// a proof needs): reading more would only cost Redis and memory.
+	j.mu.Lock()
+	limit := min(alignMax, max(len(j.record), minProof))
+	j.mu.Unlock()
 	c := j.js.Client
-	entries, err := c.Do(ctx, c.B().Xrevrange().Key(j.key).End("+").Start("-").Count(alignMax+1).Build()).AsXRangeSlices()
+	entries, err := c.Do(ctx, c.B().Xrevrange().Key(j.key).End("+").Start("-").Count(int64(limit)+1).Build()).AsXRangeSlices()
 	if err != nil {
 		return nil, "", false, err
 	}
@@ -490,9 +502,9 @@ func (j *journal) journalTail(ctx context.Context) (tail []seen, last string, wh
 	if len(entries) > 0 {
 		last = entries[0].ID
 	}
-	whole = len(entries) <= alignMax
+	whole = len(entries) <= limit
 	n := 0
-	for _, e := range entries[:min(len(entries), alignMax)] {
+	for _, e := range entries[:min(len(entries), limit)] {
 		je := parseEntry(e)
 		if je.reset != "" {
 			whole = true
@@ -522,7 +534,11 @@ func (j *journal) appendLoop(ctx context.Context, token Token, tail string) {
 		if owed != "" {
 			batch = append(batch, []string{"reset", owed})
 		}
+		size := 0
 		for _, s := range j.record[start:min(len(j.record), start+appendMax-len(batch))] {
+			if size += s.size(); size > appendMaxBytes && len(batch) > 0 {
+				break
+			}
 			batch = append(batch, j.fields(s))
 		}
 		j.mu.Unlock()

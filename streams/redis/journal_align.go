@@ -23,6 +23,8 @@ const minProof = 16
 // channel and its payload.
 type seen struct{ a, b string }
 
+func (s seen) size() int { return len(s.a) + len(s.b) }
+
 // align finds where tail (the journal's last messages, oldest first, all
 // after its start or its last reset; whole says tail reaches that start or
 // reset) ends in record (the standby's own messages, oldest first). It

@@ -17,6 +17,10 @@ import (
 // difference: each tails up to readerJournals journals with one XREAD.
 const readerJournals = 32
 
+// journalReadCount bounds the entries of one journal one read returns:
+// payloads come from Redis, any size, and one XREAD reads 32 journals.
+const journalReadCount = 64
+
 // readers are a process's journal readers.
 type readers struct {
 	mu     sync.Mutex
@@ -178,7 +182,7 @@ func (r *reader) run(js *Journals) {
 			<-r.wake
 			continue
 		}
-		cmd := c.B().Xread().Count(readCount).Block(block.Milliseconds()).Streams().Key(keys...).Id(ids...).Build()
+		cmd := c.B().Xread().Count(journalReadCount).Block(block.Milliseconds()).Streams().Key(keys...).Id(ids...).Build()
 		res, err := c.Do(ctx, cmd).AsXReadSlices()
 		interrupted := ctx.Err() != nil
 		cancel()

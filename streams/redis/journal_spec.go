@@ -85,7 +85,7 @@ func (s *journaled) Replay(ctx context.Context, lastID, head string, emit func(s
 	if !replay {
 		return pos, err
 	}
-	return replayRange(ctx, s.js.Client, s.key, after, head, func(e rueidis.XRangeSlice) (streams.Event, bool) {
+	return replayRange(ctx, s.js.Client, s.key, journalReadCount, after, head, func(e rueidis.XRangeSlice) (streams.Event, bool) {
 		ev, ok := s.event(parseEntry(e))
 		if ok && s.values != nil && ev.Kind == streams.Data {
 			ev = s.values(ctx, ev)

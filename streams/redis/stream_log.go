@@ -193,7 +193,7 @@ func (s *streamLogSpec) Replay(ctx context.Context, lastID, head string, emit fu
 		}
 		return head, nil
 	}
-	return replayRange(ctx, c, s.q.Key, after, head, func(e rueidis.XRangeSlice) (streams.Event, bool) {
+	return replayRange(ctx, c, s.q.Key, readCount, after, head, func(e rueidis.XRangeSlice) (streams.Event, bool) {
 		return entryEvent(e), true
 	}, emit)
 }
@@ -231,11 +231,11 @@ func resumeAt(ctx context.Context, c rueidis.Client, key, lastID, head string, e
 // replayRange emits the entries after after up to head, each as event
 // makes it (false: not one for this stream, skipped but passed), and
 // returns the id of the last entry read.
-func replayRange(ctx context.Context, c rueidis.Client, key string, after streams.EntryID, head string,
+func replayRange(ctx context.Context, c rueidis.Client, key string, count int64, after streams.EntryID, head string,
 	event func(rueidis.XRangeSlice) (streams.Event, bool), emit func(streams.Event) bool) (string, error) {
 	h, _ := streams.ParseEntryID(head)
 	for after.Compare(h) < 0 {
-		cmd := c.B().Xrange().Key(key).Start("(" + after.String()).End(head).Count(readCount).Build()
+		cmd := c.B().Xrange().Key(key).Start("(" + after.String()).End(head).Count(count).Build()
 		entries, err := c.Do(ctx, cmd).AsXRangeSlices()
 		if err != nil {
 			return after.String(), err
@@ -246,7 +246,7 @@ func replayRange(ctx context.Context, c rueidis.Client, key string, after stream
 			}
 			after, _ = streams.ParseEntryID(e.ID)
 		}
-		if len(entries) < readCount {
+		if int64(len(entries)) < count {
 			break
 		}
 	}
