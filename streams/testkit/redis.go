@@ -3,6 +3,7 @@ package testkit
 import (
 	"context"
 	"testing"
+	"time"
 
 	"github.com/redis/rueidis"
 
@@ -47,8 +48,14 @@ func Do(t testing.TB, c rueidis.Client, args ...string) rueidis.RedisResult {
 	cmd := func() rueidis.RedisResult {
 		return c.Do(context.Background(), c.B().Arbitrary(args[0]).Args(args[1:]...).Build())
 	}
+	// A connection error is retried for a few seconds: a cluster client
+	// learns that a killed master was replaced only with its next slot map
+	// refresh, which rueidis delays by up to a second.
 	r := cmd()
-	for try := 0; try < 3 && isConnError(r.Error()); try++ {
+	wait := 20 * time.Millisecond
+	for deadline := time.Now().Add(5 * time.Second); isConnError(r.Error()) && time.Now().Before(deadline); {
+		time.Sleep(wait)
+		wait = min(2*wait, 500*time.Millisecond)
 		r = cmd()
 	}
 	if err := r.Error(); err != nil && !rueidis.IsRedisNil(err) {
