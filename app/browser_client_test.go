@@ -555,6 +555,56 @@ func TestBrowserClientChangesLoseNothing(t *testing.T) {
 	}
 }
 
+// TestBrowserClientChangesBeforeConnected: with --journal, a page changes
+// its subs again before the connection of its last change has said
+// anything (its events held back): the next connection still resumes the
+// kept sub from its part of the position, and a sub left alone resumes by
+// its plain entry id. (A page under load once carried the whole old
+// position over, and the kept sub got reset unknown-id.)
+func TestBrowserClientChangesBeforeConnected(t *testing.T) {
+	k := startKeyflux(t, keyspaceFlags, "--journal")
+	p := openClientPage(t, k)
+	jsRun[bool](p, `
+		const { Keyflux } = await import("/keyflux.js");
+		window.T = { kf: new Keyflux({ share: "none" }), seq: [], resets: [] };
+		T.a = T.kf.keyspace("seq:*", { events: ["set"] });
+		T.a.on("set", (ev) => T.seq.push(Number(ev.key.slice(4)))).on("reset", (r) => T.resets.push(r.reason));
+		T.a.on("connected", () => { T.live = true; });
+		return true`)
+	p.waitFor(`T.live`, "live")
+	n := 0
+	write := func(count int) {
+		for range count {
+			n++
+			k.do("SET", fmt.Sprintf("seq:%d", n), "x")
+		}
+		p.waitFor(fmt.Sprintf(`T.seq.length >= %d`, n), fmt.Sprintf("%d events", n))
+	}
+	write(5)
+	eval[bool](p, `(T.b = T.kf.keyspace("other:*"), T.c = T.kf.channel("news"), true)`)
+	p.waitFor(`__es.made === 2 && __es.open === 1`, "the second connection")
+	write(5) // its ids are positions of three parts
+	eval[bool](p, `(__es.hold = true, T.b.close(), true)`)
+	p.waitFor(`__es.made === 3`, "the third connection")
+	eval[bool](p, `(T.c.close(), T.d = T.kf.channel("more"), true)`)
+	p.waitFor(`__es.made === 4`, "the fourth connection")
+	eval[bool](p, `(__es.release(), true)`)
+	write(5)
+	eval[bool](p, `(T.d.close(), true)`)
+	p.waitFor(`__es.made === 5 && __es.open === 1`, "the fifth connection, of one sub")
+	write(5)
+	want := make([]string, n)
+	for i := range want {
+		want[i] = strconv.Itoa(i + 1)
+	}
+	if got := eval[string](p, `T.seq.join(",")`); got != strings.Join(want, ",") {
+		t.Fatalf("the kept subscription received %s", got)
+	}
+	if resets := eval[string](p, `T.resets.join(" ")`); resets != "" {
+		t.Fatalf("the kept subscription got resets: %s (urls %s)", resets, eval[string](p, `__es.urls.join("\n")`))
+	}
+}
+
 // TestBrowserClientLog: a Redis Stream's entries arrive with their fields,
 // named "entry" or by their event field, from the requested start.
 func TestBrowserClientLog(t *testing.T) {

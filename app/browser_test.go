@@ -102,20 +102,34 @@ func (p *page) catchExceptions() error {
 
 // countEventSources wraps the page's EventSource before its scripts run, so
 // a test can see how many the page ever held open at once (window.__es.max),
-// whatever the page itself reports.
+// whatever the page itself reports. While window.__es.hold is set, the
+// events of EventSources made meanwhile wait until __es.release(): a page
+// that changes before a connection has said anything.
 var countEventSources = chromedp.Func(func(ctx context.Context, t *chromedp.Target) error {
 	_, err := cdp.Call(ctx, t, cdppage.AddScriptToEvaluateOnNewDocument, cdppage.AddScriptToEvaluateOnNewDocumentParams{
 		Source: `(() => {
-			const es = { open: 0, max: 0, made: 0, urls: [] };
+			const es = { open: 0, max: 0, made: 0, urls: [], hold: false, held: [] };
+			es.release = () => {
+				es.hold = false;
+				for (const s of es.held.splice(0)) for (const f of s.__held.splice(0)) f();
+			};
 			window.__es = es;
 			const Native = window.EventSource;
 			window.EventSource = class extends Native {
 				constructor(...args) {
 					super(...args);
 					this.__open = true;
+					this.__held = es.hold ? [] : null;
+					if (this.__held) es.held.push(this);
 					es.made++;
 					es.urls.push(String(args[0]));
 					es.max = Math.max(es.max, ++es.open);
+				}
+				addEventListener(type, fn, opts) {
+					super.addEventListener(type, (e) => {
+						if (this.__held && es.hold) this.__held.push(() => fn.call(this, e));
+						else fn.call(this, e);
+					}, opts);
 				}
 				close() {
 					if (this.__open) es.open--;
@@ -191,16 +205,30 @@ func (p *page) waitFor(js, what string) {
 func (p *page) debug() string {
 	ctx, cancel := context.WithTimeout(p.ctx, 2*time.Second)
 	defer cancel()
-	s, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`JSON.stringify({
-		conn: document.getElementById("conn").dataset.state + " " + document.getElementById("conn-text").textContent,
-		why: document.getElementById("conn-why").textContent,
-		rows: [...document.querySelectorAll("#log li")].slice(0, 8).map(li => li.textContent),
-		pins: [...document.querySelectorAll(".pin")].map(li => li.dataset.state + " " + li.textContent),
-		errors: [...document.querySelectorAll(".error")].map(e => e.id + ": " + e.textContent).filter(s => !s.endsWith(": ")),
-		pinStatus: document.getElementById("pins-status").textContent,
-		want: document.getElementById("subscribe").dataset.want, applied: document.getElementById("conn").dataset.log,
-		eventSources: window.__es,
-	})`))
+	// Each field on its own: a page other than the dashboard lacks most.
+	s, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`(() => {
+		const $ = (id) => document.getElementById(id), all = (sel) => [...document.querySelectorAll(sel)];
+		const fields = {
+			T: () => window.T && Object.fromEntries(Object.entries(window.T).map(([k, v]) => [k,
+				Array.isArray(v) ? v.length + ": " + v.slice(-8).join(" ")
+				: v && typeof v === "object" ? (v.status ?? "") + " " + JSON.stringify(v.detail ?? "")
+				: String(v)])),
+			conn: () => $("conn").dataset.state + " " + $("conn-text").textContent,
+			why: () => $("conn-why").textContent,
+			rows: () => all("#log li").slice(0, 8).map(li => li.textContent),
+			pins: () => all(".pin").map(li => li.dataset.state + " " + li.textContent),
+			errors: () => all(".error").map(e => e.id + ": " + e.textContent).filter(s => !s.endsWith(": ")),
+			pinStatus: () => $("pins-status").textContent,
+			want: () => $("subscribe").dataset.want,
+			applied: () => $("conn").dataset.log,
+			eventSources: () => window.__es,
+		};
+		const out = {};
+		for (const [k, f] of Object.entries(fields)) {
+			try { out[k] = f(); } catch { /* not on this page */ }
+		}
+		return JSON.stringify(out);
+	})()`))
 	return s
 }
 

@@ -200,9 +200,11 @@ class Engine {
       // leader's first connection resumes them all (a takeover).
       // (and so do those whose "connected" had not come yet: the id the
       // page holds may predate them).
-      const fresh = g ? subs.filter((s) => !before.has(s) || g.pending.has(s)) : [];
-      if (g) lastId = carryPosition(lastId, g, subs);
+      let fresh = g ? subs.filter((s) => !before.has(s) || g.pending.has(s)) : [];
+      let idParts = new Map();
+      if (g) ({ lastId, fresh, idParts } = carryPosition(lastId, g, subs, fresh));
       const ng = this.group(subs, key, lastId);
+      ng.idParts = idParts;
       ng.fresh = new Set(fresh);
       ng.pending = new Set(fresh);
       if (g) ng.prev = this.retire(g);
@@ -216,7 +218,7 @@ class Engine {
 
   group(subs, key, lastId) {
     const g = { subs, key, lastId, es: null, setId: "", gen: 0, attempt: 0, timer: 0, stopped: false,
-      state: "connecting", detail: {}, fresh: new Set(), pending: new Set(), parts: new Map() };
+      state: "connecting", detail: {}, fresh: new Set(), pending: new Set(), parts: new Map(), idParts: new Map() };
     g.handler = (e) => this.message(g, e);
     return g;
   }
@@ -422,15 +424,25 @@ class Engine {
 
   message(g, e) {
     if (g.stopped) return; // a retired connection, kept open a while
-    if (e.lastEventId) g.lastId = e.lastEventId;
     let d;
     try {
       d = JSON.parse(e.data);
     } catch {
-      return;
+      d = undefined;
     }
     const name = e.type;
     const sub = d && typeof d === "object" && typeof d.sub === "string" ? d.sub : "";
+    if (name === "connected" && sub) {
+      g.pending.delete(sub);
+      if (typeof d.position === "number") g.parts.set(sub, d.position);
+    }
+    if (e.lastEventId && e.lastEventId !== g.lastId) {
+      // The server's first id on this connection: from now on the parts of
+      // a position are in the server's order, which connected gave.
+      g.lastId = e.lastEventId;
+      g.idParts = new Map(g.parts);
+    }
+    if (d === undefined) return;
     if (name === "auth-expired" && !sub) {
       // The identity ended: reconnect now, with a fresh token if there is
       // a token callback, else with whatever cookie the page holds by now.
@@ -445,10 +457,6 @@ class Engine {
         for (const s of g.subs) if (!g.fresh.has(s)) this.onEvent(s, "reset", d, e.lastEventId, this.index(g));
       }
       return;
-    }
-    if (name === "connected") {
-      g.pending.delete(sub);
-      if (typeof d.position === "number") g.parts.set(sub, d.position);
     }
     if (!this.subs.has(sub) || !g.subs.includes(sub)) return;
     let data;
@@ -499,16 +507,32 @@ class Engine {
 // Hub serves clients (Keyflux instances: in this page, in other tabs
 // through the SharedWorker or the leader's BroadcastChannel) with one
 // Engine per Keyflux origin. postTo(id, msg) reaches client id.
-// carryPosition rewrites group g's position for its next subs: the parts of
-// the subs kept, in their order; added subs go fresh (no part). An id that is
-// not a position (process ids) is kept as it is.
-function carryPosition(lastId, g, subs) {
-  if (!lastId.startsWith("v1.") || g.parts.size === 0) return lastId;
-  const parts = decodePosition(lastId);
-  if (!parts) return lastId;
-  const kept = subs.filter((s) => g.parts.has(s)).map((s) => parts[g.parts.get(s)]);
-  if (kept.some((p) => p === undefined)) return "";
-  return kept.length ? encodePosition(kept) : lastId; // none kept: let the others reset
+// carryPosition rewrites group g's id for its next subs and says which of
+// them go fresh. g.idParts maps each sub with a part in g.lastId to it: the
+// kept subs' parts go over in their order (idParts of the next group); a
+// kept sub without a part in that id (its connected came, the server's
+// first id did not) goes fresh too, like added ones. A lone sub resumes
+// by its part's plain entry id: one sub is not a combined position. An id
+// that is not a position (process ids) is kept as it is.
+function carryPosition(lastId, g, subs, fresh) {
+  const idParts = new Map();
+  const parts = lastId.startsWith("v1.") ? decodePosition(lastId) : null;
+  if (!parts) return { lastId, fresh, idParts };
+  fresh = [...fresh];
+  const kept = [];
+  for (const s of subs) {
+    if (fresh.includes(s) || !g.idParts.has(s) && !g.parts.has(s)) continue;
+    const p = parts[g.idParts.get(s)];
+    if (p === undefined) {
+      fresh.push(s);
+      continue;
+    }
+    idParts.set(s, kept.length);
+    kept.push(p);
+  }
+  if (!kept.length) return { lastId, fresh, idParts }; // none kept: let the others reset
+  const id = subs.length === 1 ? kept[0].ms + "-" + kept[0].seq : encodePosition(kept);
+  return { lastId: id, fresh, idParts };
 }
 
 class Hub {

@@ -170,6 +170,9 @@ func (h *Hub) SubscribeAll(joins []Join, r Receiver, lastID string) ([]*Subscrip
 	defer h.order.Unlock()
 	// Several topics, some Durable: the client's id is a Position.
 	receivers, lastIDs := positionReceivers(joins, r, lastID, h.opts.Metrics)
+	if receivers == nil {
+		lastID = lonePosition(joins, lastID)
+	}
 	subs := make([]*Subscription, len(topics))
 	var welcomes []*Subscription
 	for i, t := range topics {

@@ -98,22 +98,27 @@ func TestHubSharesOneTopicAndFrame(t *testing.T) {
 }
 
 func TestHubLingerThenRelease(t *testing.T) {
-	h := streams.NewHub(streams.HubOptions{Linger: 50 * time.Millisecond})
+	const linger = 500 * time.Millisecond
+	h := streams.NewHub(streams.HubOptions{Linger: linger})
 	defer h.Close()
 	spec := newMemSpec("a")
 	r := testkit.NewRecorder()
 	s, _ := h.Subscribe(spec, r, "")
 	r.Wait(t, 1)
+	left := time.Now()
 	s.Close()
 	s.Close() // idempotent
-	if h.Topics() != 1 {
+	// Only what happens within the linger proves anything: a loaded
+	// machine may take longer than that between two lines.
+	if h.Topics() != 1 && time.Since(left) < linger {
 		t.Fatal("topic released before its linger")
 	}
 	// Rejoining during the linger keeps the same upstream.
 	s, _ = h.Subscribe(spec, testkit.NewRecorder(), "")
+	rejoinedInTime := time.Since(left) < linger
 	s.Close()
-	testkit.Eventually(t, "topic release", func() bool { return h.Topics() == 0 && spec.closed.Load() == 1 })
-	if spec.opened.Load() != 1 {
+	testkit.Eventually(t, "topic release", func() bool { return h.Topics() == 0 && spec.closed.Load() == spec.opened.Load() })
+	if rejoinedInTime && spec.opened.Load() != 1 {
 		t.Fatalf("upstream opened %d times, want 1", spec.opened.Load())
 	}
 }

@@ -3,6 +3,7 @@ package streams
 import (
 	"bytes"
 	"context"
+	"strings"
 	"sync"
 )
 
@@ -85,6 +86,22 @@ func positionReceivers(joins []Join, r Receiver, lastID string, m *Metrics) ([]R
 		c++
 	}
 	return receivers, lastIDs
+}
+
+// lonePosition is the Last-Event-ID of a lone Durable join given a Position
+// of one component: its entry id. A page that closes all subs but one
+// carries that sub's part over, and one join is not in position mode.
+func lonePosition(joins []Join, lastID string) string {
+	if len(joins) != 1 || !strings.HasPrefix(lastID, positionVersion) {
+		return lastID
+	}
+	if _, ok := joins[0].Spec.(Durable); !ok {
+		return lastID
+	}
+	if q, err := DecodePosition(lastID); err == nil && len(q) == 1 {
+		return q[0].String()
+	}
+	return lastID
 }
 
 // Send implements Receiver.

@@ -661,6 +661,26 @@ func TestPositionsNotForOneJournal(t *testing.T) {
 	}
 }
 
+// A lone journal given a position of one component (a page that closed
+// every other sub carries that sub's part over) resumes after it.
+func TestPositionsLoneJournalResumesFromItsPart(t *testing.T) {
+	h := streams.NewHub(streams.HubOptions{Linger: time.Hour})
+	defer h.Close()
+	a := newJlog("a")
+	a.append(5)
+	r := testkit.NewRecorder()
+	subscribeAll(t, h, r, encode(t, pos(3)), a)
+	fs := r.Wait(t, 3)
+	if name := testkit.Field(fs[0].Bytes, "event"); name != "connected" {
+		t.Fatalf("first frame %q", name)
+	}
+	for i, f := range fs[1:] {
+		if f.ID != jid(4+i) || testkit.Field(f.Bytes, "event") == "reset" {
+			t.Fatalf("frame %d: id %q %s, want entry %d", i+1, f.ID, f.Bytes, 4+i)
+		}
+	}
+}
+
 // A state stream beside a journal heals with a snapshot on every resume,
 // and its frames carry no id of their own: only the journal's position.
 func TestPositionsWithAStateStream(t *testing.T) {
