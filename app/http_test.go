@@ -234,6 +234,19 @@ func TestAdminListen(t *testing.T) {
 	r := exchangeWith(t, k.srv.admin.addr(), "GET /metrics HTTP/1.1\r\nHost: kf\r\nfoo\r\n\r\n", 1, false)[0]
 	jsonError(t, "admin, malformed", r, 400)
 	jsonError(t, "admin, unknown route", exchangeWith(t, k.srv.admin.addr(), "GET /streams HTTP/1.1\r\nHost: kf\r\n\r\n", 1, false)[0], 404)
+	// Go's profiles are there, and never on the public listener.
+	resp, err = plainClient.Get("http://" + k.srv.admin.addr() + "/debug/pprof/goroutine?debug=1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.Contains(string(b), "goroutine profile:") {
+		t.Fatalf("admin /debug/pprof/goroutine: %d %.200q", resp.StatusCode, b)
+	}
+	if status, body := k.get("/debug/pprof/"); status != 404 {
+		t.Fatalf("main /debug/pprof/: %d %v", status, body)
+	}
 
 	plain := startKeyflux(t, nil)
 	resp, err = plainClient.Get(plain.base + "/metrics")
