@@ -5,6 +5,7 @@ import (
 	"net"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -30,12 +31,16 @@ func recycle(b *net.Buffers) {
 
 // client is one SSE connection: a bounded queue of shared frames.
 type client struct {
-	sink   *Sink
-	conn   net.Conn
-	raw    syscall.RawConn // for noticing a closed peer; nil if unavailable
-	timer  *time.Timer
-	hangup uint32   // registration with the sink's hangups watcher
-	ended  []func() // run once the stream has ended
+	sink  *Sink
+	conn  net.Conn
+	raw   syscall.RawConn // for noticing a closed peer; nil if unavailable
+	w     *writer         // nil: every write is the blocking flush's
+	timer *time.Timer     // the heartbeat, due Heartbeat after lastWrite
+	// lastWrite is when bytes last went (nanotime): writes only store it,
+	// and the heartbeat's timer, when it fires early, waits out the rest.
+	lastWrite atomic.Int64
+	hangup    uint32   // registration with the sink's hangups watcher
+	ended     []func() // run once the stream has ended
 	// resetWhenSlow drops what a slow client has not read and sends it
 	// "reset", instead of cutting it off.
 	resetWhenSlow bool
@@ -160,13 +165,69 @@ func (c *client) dropQueue() {
 	c.queue, c.queued = nil, 0
 }
 
-// startFlush starts the flush goroutine unless it runs. Called with c.mu held.
+// startFlush hands the client to its writer, or starts the flush
+// goroutine, unless one of them has it. Called with c.mu held.
 func (c *client) startFlush() {
 	if !c.flushing {
 		c.flushing = true
 		c.sink.flushes.Add(1)
-		go c.flush()
+		if c.w != nil {
+			c.w.push(c)
+		} else {
+			go c.flush()
+		}
 	}
+}
+
+// writeReady is c's turn on its writer w: one non-blocking writev of its
+// queue. Whatever else there is to do (a full socket, the rest of a short
+// write, an error, closing) goes to the blocking flush, on a goroutine of
+// its own, so that w never waits for one client.
+func (c *client) writeReady(w *writer, now int64) {
+	c.mu.Lock()
+	q, size := c.queue, c.queued
+	if c.closed || c.overflow || c.ending || q == nil {
+		c.mu.Unlock()
+		go c.flush()
+		return
+	}
+	c.inflight, c.queue, c.queued = size, nil, 0
+	c.signalRoom()
+	c.mu.Unlock()
+	n, err := w.writev(c.raw, *q)
+	if err != nil || n < size {
+		go c.flushRest(q, consumed(*q, n))
+		return
+	}
+	recycle(q)
+	c.lastWrite.Store(now)
+	c.mu.Lock()
+	c.sink.budget.give(c.inflight) // 0 if a shed wrote it off already
+	c.inflight = 0
+	switch {
+	case c.aborted || c.closed || c.overflow || c.ending:
+		c.mu.Unlock()
+		go c.flush()
+	case c.queue != nil: // queued meanwhile: its next turn
+		w.push(c)
+		c.mu.Unlock()
+	default:
+		c.flushing = false
+		c.mu.Unlock()
+		c.sink.flushes.Done()
+	}
+}
+
+// consumed is b without its first n bytes, in b's own array.
+func consumed(b net.Buffers, n int) net.Buffers {
+	for len(b) > 0 && n >= len(b[0]) {
+		n -= len(b[0])
+		b = b[1:]
+	}
+	if len(b) > 0 {
+		b[0] = b[0][n:]
+	}
+	return b
 }
 
 // WaitRoom implements streams.Paced: it waits until at most half the queue
@@ -204,11 +265,26 @@ func (c *client) signalRoom() {
 }
 
 // flush writes queued frames until the queue is empty, with one writev per
-// batch of shared frames.
-func (c *client) flush() {
+// batch of shared frames, each bounded by WriteTimeout.
+func (c *client) flush() { c.flushRest(nil, nil) }
+
+// flushRest is flush after a writer's short write: rest, what is left of
+// q (its bytes still c.inflight), goes first.
+func (c *client) flushRest(q *net.Buffers, rest net.Buffers) {
 	defer c.sink.flushes.Done()
 	for {
 		c.mu.Lock()
+		if q != nil {
+			_ = c.conn.SetWriteDeadline(time.Now().Add(c.sink.opts.WriteTimeout))
+			c.mu.Unlock()
+			_, err := rest.WriteTo(c.conn)
+			recycle(q)
+			q = nil
+			if !c.written(err) {
+				return
+			}
+			continue
+		}
 		q, overflow, closed, ending := c.queue, c.overflow, c.closed, c.ending
 		c.inflight, c.queue, c.queued = c.queued, nil, 0
 		c.signalRoom()
@@ -217,6 +293,10 @@ func (c *client) flush() {
 			c.inflight = 0
 			recycle(q)
 			c.flushing = false
+			if !closed && !overflow && !ending && c.w != nil {
+				// The writer's writes are refused past a deadline.
+				_ = c.conn.SetWriteDeadline(time.Time{})
+			}
 			c.mu.Unlock()
 			switch {
 			case closed:
@@ -234,21 +314,31 @@ func (c *client) flush() {
 		bufs := *q // WriteTo consumes its receiver; q keeps the array for reuse
 		_, err := bufs.WriteTo(c.conn)
 		recycle(q)
-		c.mu.Lock()
-		c.sink.budget.give(c.inflight) // 0 if a shed wrote it off already
-		c.inflight = 0
-		aborted := c.aborted
-		c.mu.Unlock()
-		if err != nil && aborted {
-			c.close("slow consumer: all clients together are past the queued-bytes budget")
+		q = nil
+		if !c.written(err) {
 			return
 		}
-		if err != nil {
-			c.close("write failed: " + err.Error())
-			return
-		}
-		c.timer.Reset(c.sink.opts.Heartbeat)
 	}
+}
+
+// written settles a blocking write that ended with err: its bytes leave
+// the budget, and a failed write closes the client. It says whether to go on.
+func (c *client) written(err error) bool {
+	c.mu.Lock()
+	c.sink.budget.give(c.inflight) // 0 if a shed wrote it off already
+	c.inflight = 0
+	aborted := c.aborted
+	c.mu.Unlock()
+	if err != nil && aborted {
+		c.close("slow consumer: all clients together are past the queued-bytes budget")
+		return false
+	}
+	if err != nil {
+		c.close("write failed: " + err.Error())
+		return false
+	}
+	c.lastWrite.Store(nanotime())
+	return true
 }
 
 // finish writes a last comment, best effort, and closes.
@@ -260,19 +350,28 @@ func (c *client) finish(comment string) {
 
 // beat runs after Heartbeat of silence: it notices a peer that has gone
 // (fasthttp gives no signal) or keeps proxies and the browser content.
+// Writes do not move the timer: when bytes went since it was set, it only
+// waits out the rest.
 func (c *client) beat() {
+	hb := c.sink.opts.Heartbeat
+	if idle := time.Duration(nanotime() - c.lastWrite.Load()); idle < hb {
+		c.mu.Lock()
+		if !c.closed {
+			c.timer.Reset(hb - idle)
+		}
+		c.mu.Unlock()
+		return
+	}
 	if peerClosed(c.raw) {
 		c.close("client went away")
 		return
 	}
-	if !c.Send(c.sink.ping) {
-		c.mu.Lock()
-		closed := c.closed
-		c.mu.Unlock()
-		if !closed {
-			c.timer.Reset(c.sink.opts.Heartbeat)
-		}
+	c.Send(c.sink.ping)
+	c.mu.Lock()
+	if !c.closed {
+		c.timer.Reset(hb)
 	}
+	c.mu.Unlock()
 }
 
 // close releases everything the client holds. It is safe to call more than

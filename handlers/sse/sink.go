@@ -34,13 +34,15 @@ type SinkOptions struct {
 
 // Sink owns the SSE connections. A connection is taken over from fasthttp
 // (hijacked) once its request is validated, so an idle stream costs a small
-// struct, a timer and its socket: no goroutine and no buffers. A goroutine
-// exists only while a client has bytes to write.
+// struct, a timer and its socket: no goroutine and no buffers. Frames go
+// out from a writer per core (writers.go); a goroutine of its own exists
+// only while a client's socket is full.
 type Sink struct {
 	opts      SinkOptions
 	ping      *streams.Frame
 	slowReset *streams.Frame
 	hangups   *hangups
+	writers   *writers
 
 	mu      sync.Mutex
 	clients map[*client]struct{}
@@ -77,7 +79,7 @@ func NewSink(opts SinkOptions) *Sink {
 		"reason": "slow-consumer", "detail": "events were dropped because the client read too slowly",
 	}, nil)
 	k := &Sink{opts: opts, ping: streams.Comment("ping"), slowReset: slowReset, hangups: newHangups(),
-		clients: make(map[*client]struct{})}
+		writers: newWriters(), clients: make(map[*client]struct{})}
 	k.budget.total = &opts.Metrics.queued
 	k.budget.max = int64(opts.MaxQueuedBytes)
 	return k
@@ -98,6 +100,7 @@ func (k *Sink) Close() {
 	k.mu.Unlock()
 	k.Drop("server shutting down")
 	k.flushes.Wait()
+	k.writers.close()
 	k.hangups.close()
 	k.budget.close()
 }
@@ -167,8 +170,9 @@ func (k *Sink) Serve(conn net.Conn, s Stream, ended ...func()) error {
 	c.queued = len(head)
 	c.flushing = true
 	k.flushes.Add(1)
-	// Armed only once c.timer is set: beat and flush reset it, and a
-	// heartbeat shorter than this gap would fire first.
+	// Armed only once c.timer is set: beat resets it, and a heartbeat
+	// shorter than this gap would fire first.
+	c.lastWrite.Store(nanotime())
 	c.timer = time.AfterFunc(time.Duration(math.MaxInt64), c.beat)
 	c.timer.Reset(k.opts.Heartbeat)
 	k.mu.Lock()
@@ -184,6 +188,9 @@ func (k *Sink) Serve(conn net.Conn, s Stream, ended ...func()) error {
 		return nil
 	}
 	k.clients[c] = struct{}{}
+	if c.raw != nil && rawWrites {
+		c.w = k.writers.pick()
+	}
 	k.mu.Unlock()
 	k.opts.Metrics.Clients.Inc()
 	c.mu.Lock()

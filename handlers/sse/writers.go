@@ -1,0 +1,126 @@
+package sse
+
+import (
+	"net"
+	"runtime"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// writers are the sink's fixed set of writer goroutines, one per core. A
+// client with frames to send is put on its writer's ready list; the writer
+// sends each ready client's queue with one non-blocking writev. Only a
+// client whose socket is full (or that must be closed) gets a goroutine of
+// its own, the blocking flush, with a write deadline. So delivering an event
+// to a client that keeps up costs one system call and no goroutine start,
+// no timer and no deadline, and the writes of a fan-out run on every core
+// at once.
+type writers struct {
+	all     []*writer
+	next    uint32 // round robin over all, for new clients (under the sink's mu)
+	wg      sync.WaitGroup
+	closing sync.Once
+}
+
+// writer is one of the writers.
+type writer struct {
+	mu    sync.Mutex
+	ready []*client
+	wake  chan struct{} // one slot: a send that finds it full is dropped
+	done  chan struct{}
+
+	iov []iovecT // reused for every writev of this writer
+}
+
+func newWriters() *writers {
+	ws := &writers{}
+	for range runtime.GOMAXPROCS(0) {
+		w := &writer{wake: make(chan struct{}, 1), done: make(chan struct{})}
+		ws.all = append(ws.all, w)
+		ws.wg.Add(1)
+		go w.run(&ws.wg)
+	}
+	return ws
+}
+
+// pick returns the writer of a new client. Called with the sink's mu held.
+func (ws *writers) pick() *writer {
+	ws.next++
+	return ws.all[ws.next%uint32(len(ws.all))]
+}
+
+// close stops the writers once their ready lists are empty. It is safe
+// to call more than once.
+func (ws *writers) close() {
+	ws.closing.Do(func() {
+		for _, w := range ws.all {
+			close(w.done)
+		}
+	})
+	ws.wg.Wait()
+}
+
+// push puts c on w's ready list. Called with c.mu held, c.flushing just set.
+func (w *writer) push(c *client) {
+	w.mu.Lock()
+	w.ready = append(w.ready, c)
+	first := len(w.ready) == 1
+	w.mu.Unlock()
+	if first {
+		select {
+		case w.wake <- struct{}{}:
+		default:
+		}
+	}
+}
+
+func (w *writer) run(wg *sync.WaitGroup) {
+	defer wg.Done()
+	var batch []*client
+	for {
+		w.mu.Lock()
+		batch, w.ready = w.ready, batch[:0]
+		w.mu.Unlock()
+		if len(batch) == 0 {
+			select {
+			case <-w.wake:
+				continue
+			case <-w.done:
+				w.mu.Lock()
+				left := len(w.ready)
+				w.mu.Unlock()
+				if left == 0 {
+					return
+				}
+				continue
+			}
+		}
+		now := nanotime()
+		for i, c := range batch {
+			c.writeReady(w, now)
+			batch[i] = nil
+		}
+	}
+}
+
+// writev writes bufs to c's socket with one non-blocking writev and returns
+// how many bytes went. A full socket gives 0 and syscall.EAGAIN.
+func (w *writer) writev(raw syscall.RawConn, bufs net.Buffers) (int, error) {
+	iov := w.iov[:0]
+	for _, b := range bufs {
+		if len(b) > 0 && len(iov) < maxIovecs {
+			iov = append(iov, iovec(b))
+		}
+	}
+	n, err := writevRaw(raw, iov)
+	clear(iov) // keep no frame alive
+	w.iov = iov[:0]
+	return n, err
+}
+
+// epoch is where nanotime counts from: the monotonic clock, as an int64
+// that an atomic can hold.
+var epoch = time.Now()
+
+func nanotime() int64 { return int64(time.Since(epoch)) }

@@ -1,0 +1,60 @@
+package sse
+
+import (
+	"bytes"
+	"net"
+	"strconv"
+	"testing"
+
+	"github.com/keyflux/keyflux/streams"
+)
+
+// A writer's writev that the socket takes only part of hands the rest to
+// the blocking flush, and every frame still arrives whole and in order:
+// frames far larger than the socket buffers, between small ones, sent
+// while the client reads them.
+func TestShortWritesArriveWhole(t *testing.T) {
+	k := newSink(t, SinkOptions{QueueBytes: 64 << 20})
+	p := open(t, k, SlowDisconnect, nil, true)
+	if p.recv.w == nil {
+		t.Fatal("the client has no writer: the test would not reach the writers' writes")
+	}
+	var frames []*streams.Frame
+	for i := range 40 {
+		size := 50
+		if i%4 == 1 {
+			size = 600<<10 + i // past small socket buffers: the writev is short
+		}
+		frames = append(frames, sized(t, strconv.Itoa(i), size))
+	}
+	var want []byte
+	for _, f := range frames {
+		want = append(want, f.Bytes...)
+	}
+	got := make(chan []byte, 1)
+	go func() { got <- p.read(len(want)) }()
+	for _, f := range frames {
+		if !p.recv.Send(f) {
+			t.Fatalf("frame %s refused", f.ID)
+		}
+	}
+	if b := <-got; !bytes.Equal(b, want) {
+		t.Fatalf("the stream differs from the frames sent (%d bytes, want %d)", len(b), len(want))
+	}
+	if k.Clients() != 1 {
+		t.Fatal("the client was closed")
+	}
+}
+
+func TestConsumed(t *testing.T) {
+	b := func() net.Buffers { return net.Buffers{[]byte("ab"), []byte("cde"), []byte("f")} }
+	for n, want := range []string{"abcdef", "bcdef", "cdef", "def", "ef", "f", ""} {
+		var got []byte
+		for _, x := range consumed(b(), n) {
+			got = append(got, x...)
+		}
+		if string(got) != want {
+			t.Errorf("consumed(%d) = %q, want %q", n, got, want)
+		}
+	}
+}
