@@ -16,6 +16,7 @@ import (
 )
 
 func main() {
+	tuneGC()
 	err := run(context.Background(), os.Args[1:], os.Stderr, nil)
 	if errors.Is(err, flag.ErrHelp) {
 		return

@@ -31,16 +31,19 @@ func recycle(b *net.Buffers) {
 
 // client is one SSE connection: a bounded queue of shared frames.
 type client struct {
-	sink  *Sink
-	conn  net.Conn
-	raw   syscall.RawConn // for noticing a closed peer; nil if unavailable
-	w     *writer         // nil: every write is the blocking flush's
-	timer *time.Timer     // the heartbeat, due Heartbeat after lastWrite
+	sink *Sink
+	conn net.Conn
+	raw  syscall.RawConn // for noticing a closed peer; nil if unavailable
+	w    *writer         // nil: every write is the blocking flush's
 	// lastWrite is when bytes last went (nanotime): writes only store it,
-	// and the heartbeat's timer, when it fires early, waits out the rest.
+	// and the heartbeats' wheel reads it as it comes round.
 	lastWrite atomic.Int64
-	hangup    uint32   // registration with the sink's hangups watcher
-	ended     []func() // run once the stream has ended
+	// The client's place on the heartbeats' wheel (heartbeats.go, under
+	// its mu); hbSlot -1: not on it.
+	hbPrev, hbNext *client
+	hbSlot         int32
+	hangup         uint32   // registration with the sink's hangups watcher
+	ended          []func() // run once the stream has ended
 	// resetWhenSlow drops what a slow client has not read and sends it
 	// "reset", instead of cutting it off.
 	resetWhenSlow bool
@@ -348,30 +351,15 @@ func (c *client) finish(comment string) {
 	c.close("slow consumer")
 }
 
-// beat runs after Heartbeat of silence: it notices a peer that has gone
-// (fasthttp gives no signal) or keeps proxies and the browser content.
-// Writes do not move the timer: when bytes went since it was set, it only
-// waits out the rest.
+// beat runs after Heartbeat of silence (the heartbeats' wheel calls it):
+// it notices a peer that has gone (fasthttp gives no signal) or keeps
+// proxies and the browser content.
 func (c *client) beat() {
-	hb := c.sink.opts.Heartbeat
-	if idle := time.Duration(nanotime() - c.lastWrite.Load()); idle < hb {
-		c.mu.Lock()
-		if !c.closed {
-			c.timer.Reset(hb - idle)
-		}
-		c.mu.Unlock()
-		return
-	}
 	if peerClosed(c.raw) {
 		c.close("client went away")
 		return
 	}
 	c.Send(c.sink.ping)
-	c.mu.Lock()
-	if !c.closed {
-		c.timer.Reset(hb)
-	}
-	c.mu.Unlock()
 }
 
 // close releases everything the client holds. It is safe to call more than
@@ -399,7 +387,7 @@ func (c *client) release(reason string, closeConn bool) {
 	if stopEnd != nil {
 		stopEnd()
 	}
-	c.timer.Stop()
+	c.sink.heartbeats.remove(c)
 	for _, s := range subs {
 		s.Close()
 	}

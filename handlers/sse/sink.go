@@ -2,7 +2,6 @@ package sse
 
 import (
 	"log/slog"
-	"math"
 	"math/rand/v2"
 	"net"
 	"sync"
@@ -34,15 +33,17 @@ type SinkOptions struct {
 
 // Sink owns the SSE connections. A connection is taken over from fasthttp
 // (hijacked) once its request is validated, so an idle stream costs a small
-// struct, a timer and its socket: no goroutine and no buffers. Frames go
+// struct, its place on the heartbeats' wheel and its socket: no goroutine,
+// no timer and no buffers. Frames go
 // out from a writer per core (writers.go); a goroutine of its own exists
 // only while a client's socket is full.
 type Sink struct {
-	opts      SinkOptions
-	ping      *streams.Frame
-	slowReset *streams.Frame
-	hangups   *hangups
-	writers   *writers
+	opts       SinkOptions
+	ping       *streams.Frame
+	slowReset  *streams.Frame
+	hangups    *hangups
+	writers    *writers
+	heartbeats *heartbeats
 
 	mu      sync.Mutex
 	clients map[*client]struct{}
@@ -79,7 +80,7 @@ func NewSink(opts SinkOptions) *Sink {
 		"reason": "slow-consumer", "detail": "events were dropped because the client read too slowly",
 	}, nil)
 	k := &Sink{opts: opts, ping: streams.Comment("ping"), slowReset: slowReset, hangups: newHangups(),
-		writers: newWriters(), clients: make(map[*client]struct{})}
+		writers: newWriters(), heartbeats: newHeartbeats(opts.Heartbeat), clients: make(map[*client]struct{})}
 	k.budget.total = &opts.Metrics.queued
 	k.budget.max = int64(opts.MaxQueuedBytes)
 	return k
@@ -100,6 +101,7 @@ func (k *Sink) Close() {
 	k.mu.Unlock()
 	k.Drop("server shutting down")
 	k.flushes.Wait()
+	k.heartbeats.close()
 	k.writers.close()
 	k.hangups.close()
 	k.budget.close()
@@ -170,16 +172,12 @@ func (k *Sink) Serve(conn net.Conn, s Stream, ended ...func()) error {
 	c.queued = len(head)
 	c.flushing = true
 	k.flushes.Add(1)
-	// Armed only once c.timer is set: beat resets it, and a heartbeat
-	// shorter than this gap would fire first.
 	c.lastWrite.Store(nanotime())
-	c.timer = time.AfterFunc(time.Duration(math.MaxInt64), c.beat)
-	c.timer.Reset(k.opts.Heartbeat)
+	c.hbSlot = -1
 	k.mu.Lock()
 	if k.closed {
 		k.mu.Unlock()
 		c.closed = true // nothing else has seen c yet
-		c.timer.Stop()
 		c.dropQueue()
 		conn.Close()
 		c.flushing = false
@@ -196,6 +194,7 @@ func (k *Sink) Serve(conn net.Conn, s Stream, ended ...func()) error {
 	c.mu.Lock()
 	if !c.closed { // a Drop or Close may have come first; its forget is done
 		c.hangup = k.hangups.watch(c)
+		k.heartbeats.add(c)
 	}
 	c.mu.Unlock()
 
