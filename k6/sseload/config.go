@@ -129,6 +129,8 @@ Usage:
   sseload -mode stalled-crowd -redis HOST:PORT [-stalled N] [-eps R] [-size S]
                        [-duration D] [-after D] [-sample D] [-max-rss MiB] [-url URL]
   sseload -mode connect [-n N] [-concurrency C] [-path PATH] [-token T] [-cookie NAME=VALUE] [-url URL]
+  sseload -mode bench|floor-server|chart ...   any SSE server against the write(2) floor:
+                       see 'sseload -mode bench -h'
 
 Modes:
   idle    Read the server's VmRSS from /proc/PID/status (needs -pid), open

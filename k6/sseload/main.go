@@ -20,6 +20,11 @@
 //   - connect: the time from dial to the "connected" event per stream, with
 //     a bearer token or cookie if given, to show what authentication costs.
 //
+// Three more modes, with flags of their own (sseload -mode bench -h),
+// compare any SSE server with the write(2) floor (issue 15): bench (fan-out
+// cost, latency and memory of any server with a publish path),
+// floor-server (the floor itself) and chart (an SVG of bench results).
+//
 // It exists beside the k6 script (keyspace-stream.js) because k6 spends a
 // VU, and its memory, per stream and has no view of the Redis writes, so it
 // can show neither the server's per-stream cost at 10,000 streams on one
@@ -62,6 +67,9 @@ func main() {
 // run parses args, runs the chosen mode and maps the outcome to an exit
 // code. Results go to stdout, progress and errors to stderr.
 func run(args []string, stdout, stderr io.Writer) int {
+	if _, ok := benchMode(args); ok {
+		return runBenchModes(args, stdout, stderr)
+	}
 	cfg, err := parseConfig(args, stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		return exitOK

@@ -1,0 +1,105 @@
+package main
+
+import (
+	"bytes"
+	"encoding/xml"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestBenchFlags(t *testing.T) {
+	for _, args := range [][]string{
+		{"-mode", "bench"}, // no -url
+		{"-mode", "bench", "-url", "http://127.0.0.1:1/s", "-publish", "http"},                                // no -publish-url
+		{"-mode", "bench", "-url", "http://127.0.0.1:1/s", "-publish", "redis-set"},                           // no -redis
+		{"-mode", "bench", "-url", "http://127.0.0.1:1/s", "-publish", "carrier-pigeon"},                      // unknown kind
+		{"-mode", "bench", "-url", "http://192.0.2.1:1/s", "-publish", "http", "-publish-url", "x"},           // not loopback
+		{"-mode=bench", "-url", "http://127.0.0.1:1/s", "-publish-url", "http://127.0.0.1:1/p", "-pids", "x"}, // bad pid
+		{"-mode", "chart", "-in", "a.json"},                                                                   // no -out
+	} {
+		var out, log bytes.Buffer
+		if code := run(args, &out, &log); code != exitUsage {
+			t.Errorf("sseload %q: exit %d, want %d\n%s", args, code, exitUsage, log.String())
+		}
+	}
+	if m, ok := benchMode([]string{"-clients", "3", "--mode=floor-server"}); !ok || m != modeFloorServer {
+		t.Errorf("benchMode = %q, %v", m, ok)
+	}
+	if _, ok := benchMode([]string{"-mode", "fanout"}); ok {
+		t.Error("fanout taken for a bench mode")
+	}
+}
+
+func TestLeadingIntAndSeqSet(t *testing.T) {
+	for in, want := range map[string]int{"12\"}": 12, "0": 0, "7x": 7} {
+		if got, ok := leadingInt([]byte(in)); !ok || got != want {
+			t.Errorf("leadingInt(%q) = %d, %v", in, got, ok)
+		}
+	}
+	if _, ok := leadingInt([]byte("*\"")); ok {
+		t.Error("leadingInt accepted a non-digit")
+	}
+	s := newSeqSet(130)
+	if !s.add(129) || s.add(129) || !s.add(0) {
+		t.Error("seqSet does not tell a repeat from a first")
+	}
+}
+
+// TestChart renders a fixture, an array and a lone object, and checks the
+// SVG is well-formed XML with one bar per run that has a CPU figure.
+func TestChart(t *testing.T) {
+	dir := t.TempDir()
+	fixture := `[
+ {"server": "keyflux", "run": "5000x20", "server_cpu_us_per_delivery": 8.6},
+ {"server": "nchan", "run": "5000x20", "server_cpu_us_per_delivery": 7.7},
+ {"server": "floor", "run": "5000x20", "server_cpu_us_per_delivery": 5.4},
+ {"server": "keyflux", "run": "19000 idle", "server_cpu_us_per_delivery": null},
+ {"server": "keyflux", "run": "100x2000 <&>", "server_cpu_us_per_delivery": 4.7}
+]
+{"server": "floor", "run": "100x2000 <&>", "server_cpu_us_per_delivery": 4.6}
+`
+	in := filepath.Join(dir, "runs.json")
+	if err := os.WriteFile(in, []byte(fixture), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, "chart.svg")
+	var stdout, stderr bytes.Buffer
+	if code := run([]string{"-mode", "chart", "-in", in, "-out", out}, &stdout, &stderr); code != exitOK {
+		t.Fatalf("chart: exit %d: %s", code, stderr.String())
+	}
+	svg, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dec := xml.NewDecoder(bytes.NewReader(svg))
+	bars, root := 0, ""
+	for {
+		tok, err := dec.Token()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatalf("not valid XML: %v\n%s", err, svg)
+		}
+		if se, ok := tok.(xml.StartElement); ok {
+			if root == "" {
+				root = se.Name.Local
+			}
+			if se.Name.Local == "title" {
+				bars++
+			}
+		}
+	}
+	if root != "svg" || bars != 5 {
+		t.Errorf("root %q with %d bars, want svg with 5\n%s", root, bars, svg)
+	}
+	if !strings.Contains(string(svg), "100x2000 &lt;&amp;&gt;") {
+		t.Errorf("run names not escaped:\n%s", svg)
+	}
+	if _, err := chartSVG(nil, "t"); err == nil {
+		t.Error("an empty chart was drawn")
+	}
+}
