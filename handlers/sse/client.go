@@ -197,7 +197,7 @@ func (c *client) writeReady(w *writer, now int64) {
 	c.inflight, c.queue, c.queued = size, nil, 0
 	c.signalRoom()
 	c.mu.Unlock()
-	n, err := w.writev(c.raw, *q)
+	n, err := w.raw.writev(c.raw, *q)
 	if err != nil || n < size {
 		go c.flushRest(q, consumed(*q, n))
 		return

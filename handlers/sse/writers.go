@@ -1,10 +1,8 @@
 package sse
 
 import (
-	"net"
 	"runtime"
 	"sync"
-	"syscall"
 	"time"
 )
 
@@ -30,13 +28,13 @@ type writer struct {
 	wake  chan struct{} // one slot: a send that finds it full is dropped
 	done  chan struct{}
 
-	iov []iovecT // reused for every writev of this writer
+	raw *rawWriter
 }
 
 func newWriters() *writers {
 	ws := &writers{}
 	for range runtime.GOMAXPROCS(0) {
-		w := &writer{wake: make(chan struct{}, 1), done: make(chan struct{})}
+		w := &writer{wake: make(chan struct{}, 1), done: make(chan struct{}), raw: newRawWriter()}
 		ws.all = append(ws.all, w)
 		ws.wg.Add(1)
 		go w.run(&ws.wg)
@@ -102,21 +100,6 @@ func (w *writer) run(wg *sync.WaitGroup) {
 			batch[i] = nil
 		}
 	}
-}
-
-// writev writes bufs to c's socket with one non-blocking writev and returns
-// how many bytes went. A full socket gives 0 and syscall.EAGAIN.
-func (w *writer) writev(raw syscall.RawConn, bufs net.Buffers) (int, error) {
-	iov := w.iov[:0]
-	for _, b := range bufs {
-		if len(b) > 0 && len(iov) < maxIovecs {
-			iov = append(iov, iovec(b))
-		}
-	}
-	n, err := writevRaw(raw, iov)
-	clear(iov) // keep no frame alive
-	w.iov = iov[:0]
-	return n, err
 }
 
 // epoch is where nanotime counts from: the monotonic clock, as an int64

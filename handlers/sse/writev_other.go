@@ -4,16 +4,15 @@ package sse
 
 import (
 	"errors"
+	"net"
 	"syscall"
 )
-
-const maxIovecs = 1024
 
 // rawWrites is Linux's only: elsewhere every write is the blocking flush's.
 const rawWrites = false
 
-type iovecT struct{}
+type rawWriter struct{}
 
-func iovec([]byte) iovecT { return iovecT{} }
+func newRawWriter() *rawWriter { return &rawWriter{} }
 
-func writevRaw(syscall.RawConn, []iovecT) (int, error) { return 0, errors.ErrUnsupported }
+func (*rawWriter) writev(syscall.RawConn, net.Buffers) (int, error) { return 0, errors.ErrUnsupported }
