@@ -78,7 +78,7 @@ func newServer(ctx context.Context, cfg Config, logger *slog.Logger) (*server, e
 	})
 	sink := sse.NewSink(sse.SinkOptions{
 		Heartbeat: cfg.Heartbeat, Retry: cfg.Retry, WriteTimeout: cfg.WriteTimeout,
-		QueueBytes: cfg.QueueBytes, MaxQueuedBytes: cfg.MaxQueuedBytes,
+		QueueBytes: cfg.QueueBytes, MaxQueuedBytes: cfg.MaxQueuedBytes, Coalesce: cfg.Coalesce,
 		Metrics: sse.NewMetrics(reg), Logger: logger,
 	})
 	gate, maxRequests := streamLimits(cfg, reg, logger)

@@ -198,6 +198,9 @@ func (c *client) writeReady(w *writer, now int64) {
 	c.signalRoom()
 	c.mu.Unlock()
 	n, err := w.raw.writev(c.raw, *q)
+	if n > 0 {
+		w.writes.Inc()
+	}
 	if err != nil || n < size {
 		go c.flushRest(q, consumed(*q, n))
 		return
@@ -281,6 +284,7 @@ func (c *client) flushRest(q *net.Buffers, rest net.Buffers) {
 			_ = c.conn.SetWriteDeadline(time.Now().Add(c.sink.opts.WriteTimeout))
 			c.mu.Unlock()
 			_, err := rest.WriteTo(c.conn)
+			c.sink.opts.Metrics.Writes.Inc()
 			recycle(q)
 			q = nil
 			if !c.written(err) {
@@ -316,6 +320,7 @@ func (c *client) flushRest(q *net.Buffers, rest net.Buffers) {
 		c.mu.Unlock()
 		bufs := *q // WriteTo consumes its receiver; q keeps the array for reuse
 		_, err := bufs.WriteTo(c.conn)
+		c.sink.opts.Metrics.Writes.Inc()
 		recycle(q)
 		q = nil
 		if !c.written(err) {

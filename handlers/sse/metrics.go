@@ -11,6 +11,9 @@ import (
 type Metrics struct {
 	Clients       prometheus.Gauge
 	SlowConsumers *prometheus.CounterVec
+	// Writes counts the writes that carried frames to clients: against
+	// keyflux_frames_out_total, how many frames a write carries.
+	Writes prometheus.Counter
 	// queued is the bytes of frames queued or being written for all
 	// clients: the sink's budget counter, exported as keyflux_queued_bytes.
 	queued atomic.Int64
@@ -23,6 +26,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Clients: f.NewGauge(prometheus.GaugeOpts{
 			Name: "keyflux_clients_connected",
 			Help: "Open SSE streams.",
+		}),
+		Writes: f.NewCounter(prometheus.CounterOpts{
+			Name: "keyflux_client_writes_total",
+			Help: "Writes (writev system calls) that carried frames to clients; frames out per write is the batching, see --coalesce.",
 		}),
 		SlowConsumers: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "keyflux_slow_consumers_total",

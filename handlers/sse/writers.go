@@ -4,6 +4,8 @@ import (
 	"runtime"
 	"sync"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // writers are the sink's fixed set of writer goroutines, one per core. A
@@ -23,6 +25,9 @@ type writers struct {
 
 // writer is one of the writers.
 type writer struct {
+	coalesce time.Duration
+	writes   prometheus.Counter
+
 	mu    sync.Mutex
 	ready []*client
 	wake  chan struct{} // one slot: a send that finds it full is dropped
@@ -31,10 +36,11 @@ type writer struct {
 	raw *rawWriter
 }
 
-func newWriters() *writers {
+func newWriters(coalesce time.Duration, writes prometheus.Counter) *writers {
 	ws := &writers{}
 	for range runtime.GOMAXPROCS(0) {
-		w := &writer{wake: make(chan struct{}, 1), done: make(chan struct{}), raw: newRawWriter()}
+		w := &writer{coalesce: coalesce, writes: writes, wake: make(chan struct{}, 1), done: make(chan struct{}),
+			raw: newRawWriter()}
 		ws.all = append(ws.all, w)
 		ws.wg.Add(1)
 		go w.run(&ws.wg)
@@ -83,6 +89,11 @@ func (w *writer) run(wg *sync.WaitGroup) {
 		if len(batch) == 0 {
 			select {
 			case <-w.wake:
+				if w.coalesce > 0 {
+					// The first client of a batch waits for the frames that
+					// follow it; clients added meanwhile wait less.
+					time.Sleep(w.coalesce)
+				}
 				continue
 			case <-w.done:
 				w.mu.Lock()

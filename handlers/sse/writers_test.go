@@ -5,8 +5,12 @@ import (
 	"net"
 	"strconv"
 	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/keyflux/keyflux/streams"
+	"github.com/keyflux/keyflux/streams/testkit"
 )
 
 // A writer's writev that the socket takes only part of hands the rest to
@@ -56,5 +60,30 @@ func TestConsumed(t *testing.T) {
 		if string(got) != want {
 			t.Errorf("consumed(%d) = %q, want %q", n, got, want)
 		}
+	}
+}
+
+// With Coalesce, the frames sent within the window after a client's first
+// one go out in that one write.
+func TestCoalesceSharesAWrite(t *testing.T) {
+	k := newSink(t, SinkOptions{Coalesce: 300 * time.Millisecond})
+	p := open(t, k, SlowDisconnect, nil, false)
+	before := testutil.ToFloat64(k.opts.Metrics.Writes)
+	var want []byte
+	for i := range 10 {
+		f := sized(t, strconv.Itoa(i), 80)
+		if !p.recv.Send(f) {
+			t.Fatal("Send refused")
+		}
+		want = append(want, f.Bytes...)
+	}
+	if got := p.read(len(want)); !bytes.Equal(got, want) {
+		t.Fatalf("got %q", got)
+	}
+	// Counted just after the write: the reader may be first.
+	writes := func() float64 { return testutil.ToFloat64(k.opts.Metrics.Writes) - before }
+	testkit.Eventually(t, "the write to be counted", func() bool { return writes() >= 1 })
+	if n := writes(); n != 1 {
+		t.Fatalf("%v writes for ten frames in the window, want 1", n)
 	}
 }
