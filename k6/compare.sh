@@ -24,7 +24,7 @@
 #
 # Usage (from anywhere in a clone; needs go, redis-server, and for Nchan
 # nginx and libnginx-mod-nchan):
-#   k6/compare.sh                  # the full table, about 7 minutes
+#   k6/compare.sh                  # the full table, about 9 minutes
 #   QUICK=1 k6/compare.sh          # a smoke run with small numbers, about 1.5 minutes
 #   KEYFLUX_FLAGS="--coalesce 1ms" k6/compare.sh
 # Environment:
@@ -37,6 +37,8 @@
 #   SETTLE         wait after the streams connect before reading RSS (default 5s)
 #   NCHAN          0 skips Nchan (default 1)
 #   KEYFLUX_FLAGS  extra keyflux flags
+#   COALESCE       --coalesce windows to run the channel relay with too, each
+#                  on a Keyflux of its own (default "2ms 20ms"; "" skips them)
 #   KEYFLUX        a keyflux binary to use instead of building ./app
 #   OUT            directory for logs and results (default: a new temporary one)
 #   CHART          SVG to draw (default $OUT/performance.svg)
@@ -53,11 +55,12 @@ if [ "$QUICK" = 1 ]; then
 fi
 IDLE=${IDLE:-19000}
 ROWS=${ROWS:-"5000x20 2000x100 100x2000"}
-DURATION=${DURATION:-15}
+DURATION=${DURATION:-10}
 SIZE=${SIZE:-100}
 RAMP=${RAMP:-2000}
 SETTLE=${SETTLE:-5s}
 NCHAN=${NCHAN:-1}
+COALESCE=${COALESCE-2ms 20ms}
 KEYFLUX_FLAGS=${KEYFLUX_FLAGS:-}
 KEYFLUX=${KEYFLUX:-}
 OUT=${OUT:-$(mktemp -d "${TMPDIR:-/tmp}/compare.XXXXXX")}
@@ -166,8 +169,12 @@ cleanup() {
 	stop "$floor_pid" "$floor_drain"
 	stop "$ng_pid"
 	stop "$kf_pid" "$kf_drain"
+	for w in "${!co_pid[@]}"; do
+		stop "${co_pid[$w]}" "${co_drain[$w]}"
+	done
 	stop "$redis_pid" "$redis_drain"
 }
+declare -A co_pid=() co_drain=() co_url=()
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
@@ -198,6 +205,17 @@ start "$OUT/keyflux.log" "keyflux listening" \
 kf_pid=$started_pid kf_drain=$started_drain
 [ -n "$found" ] || die "keyflux did not start: $(tail -n 3 "$OUT/keyflux.log")"
 kf_url=$(sed -n 's/.*url=\(http:[^ ]*\).*/\1/p' <<<"$found")
+
+# One more Keyflux per --coalesce window, on the same Redis.
+for w in $COALESCE; do
+	# shellcheck disable=SC2086 # KEYFLUX_FLAGS is a word list
+	start "$OUT/keyflux-coalesce-$w.log" "keyflux listening" \
+		"$KEYFLUX" --listen 127.0.0.1:0 --redis-url "redis://$redis" --publish-token compare --coalesce "$w" \
+		--max-clients-per-ip 20000 --stream-rate-per-ip 100000 --stream-burst-per-ip 20000 $KEYFLUX_FLAGS
+	co_pid[$w]=$started_pid co_drain[$w]=$started_drain
+	[ -n "$found" ] || die "keyflux --coalesce $w did not start: $(tail -n 3 "$OUT/keyflux-coalesce-$w.log")"
+	co_url[$w]=$(sed -n 's/.*url=\(http:[^ ]*\).*/\1/p' <<<"$found")
+done
 
 ng_workers=""
 if [ "$NCHAN" = 1 ]; then
@@ -298,6 +316,10 @@ for row in $ROWS; do
 		-url "$kf_url/streams/channels/c$row" -publish redis-publish -channel "c$row"
 	bench "$row-keyspace" -server "keyflux keyspace" "${common[@]}" -pids "$kf_pid" -redis "$redis" \
 		-url "$kf_url/streams/keyspace?pattern=k$row:*&events=set" -publish redis-set -prefix "k$row:"
+	for w in $COALESCE; do
+		bench "$row-coalesce-$w" -server "keyflux --coalesce $w" "${common[@]}" -pids "${co_pid[$w]}" -redis "$redis" \
+			-url "${co_url[$w]}/streams/channels/w$w$row" -publish redis-publish -channel "w$w$row"
+	done
 	if [ "$NCHAN" = 1 ]; then
 		bench "$row-nchan" -server nchan "${common[@]}" -pids "$ng_pids" \
 			-url "$ng_url/sub/c$row" -publish http -publish-url "$ng_url/pub?id=c$row"
@@ -367,6 +389,13 @@ for row in $ROWS; do
 		delivery_ratio|delivery ratio|1|4
 	EOF
 	line "$row: Redis CPU us/event" 1 2 "$(field "$row-keyflux" redis_cpu_us_per_event)" "$(field "$row-keyspace" redis_cpu_us_per_event)" "" ""
+	# The channel relay with each --coalesce window, in the keyflux column.
+	for w in $COALESCE; do
+		line "$row: CPU us/delivery, $w" 1 2 "$(field "$row-coalesce-$w" server_cpu_us_per_delivery)" "" \
+			"$(field "$row-nchan" server_cpu_us_per_delivery)" "$(field "$row-floor" server_cpu_us_per_delivery)"
+		line "$row: p99 ms, $w" 1000 2 "$(field "$row-coalesce-$w" latency_p99_us)" "" \
+			"$(field "$row-nchan" latency_p99_us)" "$(field "$row-floor" latency_p99_us)"
+	done
 done
 echo
 echo "runs: $OUT/runs.json; chart: $CHART; logs in $OUT"
