@@ -112,44 +112,9 @@ if [ "$NCHAN" = 1 ] && [ -z "$(nchan_module)" ]; then
 	NCHAN=0
 fi
 
-# start LOG PATTERN CMD...: runs CMD in the background with its output to
-# LOG and waits for PATTERN (a fixed string) in it. It sets started_pid,
-# found (the matching line, "" when the process ended first) and
-# started_drain, a background cat that keeps copying the output to LOG.
-start() {
-	local log=$1 pattern=$2 fifo line
-	shift 2
-	fifo="$OUT/fifo.$$"
-	rm -f "$fifo"
-	mkfifo "$fifo"
-	"$@" >"$fifo" 2>&1 &
-	started_pid=$!
-	exec 3<"$fifo"
-	rm -f "$fifo"
-	found=""
-	: >"$log"
-	while IFS= read -r -t 60 line <&3; do
-		printf '%s\n' "$line" >>"$log"
-		if [[ $line == *"$pattern"* ]]; then
-			found=$line
-			break
-		fi
-	done
-	cat <&3 >>"$log" &
-	started_drain=$!
-	exec 3<&-
-}
-
-# stop PID [DRAIN]: ends a process this script started, by its id.
-stop() {
-	if [ -n "${1:-}" ]; then
-		kill -TERM "$1" 2>/dev/null || true
-		wait "$1" 2>/dev/null || true
-	fi
-	if [ -n "${2:-}" ]; then
-		wait "$2" 2>/dev/null || true
-	fi
-}
+# start and stop (k6/procs.sh).
+# shellcheck source=k6/procs.sh
+source k6/procs.sh # the working directory is the clone's root
 
 # free_port: a loopback port nothing answers on, below the ephemeral
 # range (32768 and up), so no outgoing connection holds it.
