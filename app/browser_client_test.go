@@ -515,22 +515,8 @@ func TestBrowserClientChangesLoseNothing(t *testing.T) {
 		}
 		t.Run(name, func(t *testing.T) {
 			k := startKeyflux(t, keyspaceFlags, flags...)
-			p := openClientPage(t, k)
-			jsRun[bool](p, `
-				const { Keyflux } = await import("/keyflux.js");
-				window.T = { kf: new Keyflux({ share: "none" }), seq: [], resets: [] };
-				T.a = T.kf.keyspace("seq:*", { events: ["set"] });
-				T.a.on("set", (ev) => T.seq.push(Number(ev.key.slice(4)))).on("reset", (r) => T.resets.push(r.reason));
-				T.a.on("connected", () => { T.live = true; });
-				return true`)
-			p.waitFor(`T.live`, "live")
-			n := 0
-			write := func(count int) {
-				for range count {
-					n++
-					k.do("SET", fmt.Sprintf("seq:%d", n), "x")
-				}
-			}
+			p, s := seqPage(t, k)
+			write := func(count int) { s.write(count, false) }
 			write(10)
 			eval[bool](p, `(T.b = T.kf.keyspace("other:*"), T.c = T.kf.channel("news"), T.w = T.kf.watch("order:1"), true)`)
 			write(10)
@@ -541,16 +527,7 @@ func TestBrowserClientChangesLoseNothing(t *testing.T) {
 			eval[bool](p, `(T.c.close(), T.d = T.kf.channel("more"), true)`)
 			write(10)
 			p.waitFor(`T.seq.length >= 50`, "every event")
-			want := make([]string, n)
-			for i := range want {
-				want[i] = strconv.Itoa(i + 1)
-			}
-			if got := eval[string](p, `T.seq.join(",")`); got != strings.Join(want, ",") {
-				t.Fatalf("the first subscription received %s", got)
-			}
-			if resets := eval[string](p, `T.resets.join(" ")`); resets != "" {
-				t.Fatalf("the first subscription got resets: %s", resets)
-			}
+			s.check()
 		})
 	}
 }
@@ -563,23 +540,8 @@ func TestBrowserClientChangesLoseNothing(t *testing.T) {
 // position over, and the kept sub got reset unknown-id.)
 func TestBrowserClientChangesBeforeConnected(t *testing.T) {
 	k := startKeyflux(t, keyspaceFlags, "--journal")
-	p := openClientPage(t, k)
-	jsRun[bool](p, `
-		const { Keyflux } = await import("/keyflux.js");
-		window.T = { kf: new Keyflux({ share: "none" }), seq: [], resets: [] };
-		T.a = T.kf.keyspace("seq:*", { events: ["set"] });
-		T.a.on("set", (ev) => T.seq.push(Number(ev.key.slice(4)))).on("reset", (r) => T.resets.push(r.reason));
-		T.a.on("connected", () => { T.live = true; });
-		return true`)
-	p.waitFor(`T.live`, "live")
-	n := 0
-	write := func(count int) {
-		for range count {
-			n++
-			k.do("SET", fmt.Sprintf("seq:%d", n), "x")
-		}
-		p.waitFor(fmt.Sprintf(`T.seq.length >= %d`, n), fmt.Sprintf("%d events", n))
-	}
+	p, s := seqPage(t, k)
+	write := func(count int) { s.write(count, true) }
 	write(5)
 	eval[bool](p, `(T.b = T.kf.keyspace("other:*"), T.c = T.kf.channel("news"), true)`)
 	p.waitFor(`__es.made === 2 && __es.open === 1`, "the second connection")
@@ -593,15 +555,56 @@ func TestBrowserClientChangesBeforeConnected(t *testing.T) {
 	eval[bool](p, `(T.d.close(), true)`)
 	p.waitFor(`__es.made === 5 && __es.open === 1`, "the fifth connection, of one sub")
 	write(5)
-	want := make([]string, n)
+	s.check()
+}
+
+// seqPage opens a client page whose first subscription, T.a, records the
+// numbers of the seq:<n> keys set (T.seq) and its resets (T.resets).
+func seqPage(t *testing.T, k *keyflux) (*page, *seqWriter) {
+	t.Helper()
+	p := openClientPage(t, k)
+	jsRun[bool](p, `
+		const { Keyflux } = await import("/keyflux.js");
+		window.T = { kf: new Keyflux({ share: "none" }), seq: [], resets: [] };
+		T.a = T.kf.keyspace("seq:*", { events: ["set"] });
+		T.a.on("set", (ev) => T.seq.push(Number(ev.key.slice(4)))).on("reset", (r) => T.resets.push(r.reason));
+		T.a.on("connected", () => { T.live = true; });
+		return true`)
+	p.waitFor(`T.live`, "live")
+	return p, &seqWriter{t: t, k: k, p: p}
+}
+
+// seqWriter sets seq:1, seq:2, ... and checks what T.a received.
+type seqWriter struct {
+	t *testing.T
+	k *keyflux
+	p *page
+	n int
+}
+
+// write sets the next count keys; wait: until the page has them all.
+func (s *seqWriter) write(count int, wait bool) {
+	for range count {
+		s.n++
+		s.k.do("SET", fmt.Sprintf("seq:%d", s.n), "x")
+	}
+	if wait {
+		s.p.waitFor(fmt.Sprintf(`T.seq.length >= %d`, s.n), fmt.Sprintf("%d events", s.n))
+	}
+}
+
+// check: T.a received every key set, once, in order, and no reset.
+func (s *seqWriter) check() {
+	s.t.Helper()
+	want := make([]string, s.n)
 	for i := range want {
 		want[i] = strconv.Itoa(i + 1)
 	}
-	if got := eval[string](p, `T.seq.join(",")`); got != strings.Join(want, ",") {
-		t.Fatalf("the kept subscription received %s", got)
+	if got := eval[string](s.p, `T.seq.join(",")`); got != strings.Join(want, ",") {
+		s.t.Fatalf("the kept subscription received %s", got)
 	}
-	if resets := eval[string](p, `T.resets.join(" ")`); resets != "" {
-		t.Fatalf("the kept subscription got resets: %s (urls %s)", resets, eval[string](p, `__es.urls.join("\n")`))
+	if resets := eval[string](s.p, `T.resets.join(" ")`); resets != "" {
+		s.t.Fatalf("the kept subscription got resets: %s (urls %s)", resets, eval[string](s.p, `__es.urls.join("\n")`))
 	}
 }
 

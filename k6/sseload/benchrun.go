@@ -46,20 +46,15 @@ type compareResult struct {
 	EPSAchieved   float64 `json:"eps_achieved"`
 	WindowSeconds float64 `json:"window_seconds"`
 
-	Expected           int64    `json:"deliveries_expected"`
-	Delivered          int64    `json:"deliveries"`
-	Lost               int64    `json:"lost"`
-	Duplicates         int64    `json:"duplicates"`
-	Foreign            int64    `json:"foreign"`
-	Dropped            int      `json:"streams_dropped"`
-	DeliveryRatio      float64  `json:"delivery_ratio"`
-	DeliveriesPerSec   float64  `json:"deliveries_per_second"`
-	LatencySamples     uint64   `json:"latency_samples"`
-	LatencyP50         float64  `json:"latency_p50_us"`
-	LatencyP90         float64  `json:"latency_p90_us"`
-	LatencyP99         float64  `json:"latency_p99_us"`
-	LatencyP999        float64  `json:"latency_p999_us"`
-	LatencyMax         float64  `json:"latency_max_us"`
+	Expected         int64   `json:"deliveries_expected"`
+	Delivered        int64   `json:"deliveries"`
+	Lost             int64   `json:"lost"`
+	Duplicates       int64   `json:"duplicates"`
+	Foreign          int64   `json:"foreign"`
+	Dropped          int     `json:"streams_dropped"`
+	DeliveryRatio    float64 `json:"delivery_ratio"`
+	DeliveriesPerSec float64 `json:"deliveries_per_second"`
+	latencyFigures
 	ServerCPUSeconds   *float64 `json:"server_cpu_seconds"`
 	ServerCPUPerDeliv  *float64 `json:"server_cpu_us_per_delivery"`
 	ServerCPUPercent   *float64 `json:"server_cpu_percent"`
@@ -220,11 +215,7 @@ func runCompare(ctx context.Context, cfg benchConfig, out, log io.Writer) error 
 			res.ServerCPUPerDeliv = ptr(perUnit(time.Duration(*res.ServerCPUSeconds*float64(time.Second)), res.Delivered))
 		}
 	}
-	h := &sink.latency
-	res.LatencySamples = h.n.Load()
-	usOf := func(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) }
-	res.LatencyP50, res.LatencyP90, res.LatencyP99 = usOf(h.quantile(0.5)), usOf(h.quantile(0.9)), usOf(h.quantile(0.99))
-	res.LatencyP999, res.LatencyMax = usOf(h.quantile(0.999)), usOf(h.maxLatency())
+	res.setLatency(&sink.latency)
 	if cfg.Events > 0 {
 		res.report(out)
 	}

@@ -41,12 +41,7 @@ type fanoutResult struct {
 	Foreign       int64   `json:"foreign"`
 	BadData       int64   `json:"bad_data"`
 
-	LatencySamples uint64  `json:"latency_samples"`
-	LatencyP50     float64 `json:"latency_p50_us"`
-	LatencyP90     float64 `json:"latency_p90_us"`
-	LatencyP99     float64 `json:"latency_p99_us"`
-	LatencyP999    float64 `json:"latency_p999_us"`
-	LatencyMax     float64 `json:"latency_max_us"`
+	latencyFigures
 
 	ServerCPUSource      string   `json:"keyflux_cpu_source"`
 	ServerCPUSeconds     *float64 `json:"keyflux_cpu_seconds"`
@@ -84,8 +79,18 @@ type fanoutResult struct {
 	OK bool `json:"ok"`
 }
 
+// latencyFigures are a run's delivery latencies in its JSON (fanout's and bench's).
+type latencyFigures struct {
+	LatencySamples uint64  `json:"latency_samples"`
+	LatencyP50     float64 `json:"latency_p50_us"`
+	LatencyP90     float64 `json:"latency_p90_us"`
+	LatencyP99     float64 `json:"latency_p99_us"`
+	LatencyP999    float64 `json:"latency_p999_us"`
+	LatencyMax     float64 `json:"latency_max_us"`
+}
+
 // setLatency fills the latency fields from h.
-func (r *fanoutResult) setLatency(h *histogram) {
+func (r *latencyFigures) setLatency(h *histogram) {
 	us := func(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) }
 	r.LatencySamples = h.n.Load()
 	r.LatencyP50, r.LatencyP90, r.LatencyP99 = us(h.quantile(0.5)), us(h.quantile(0.9)), us(h.quantile(0.99))
