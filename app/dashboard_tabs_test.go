@@ -116,6 +116,12 @@ func TestDashboardSaysWhyItIsNotLive(t *testing.T) {
 	// Back on the same address: live again, by itself.
 	k2 := startKeyfluxOn(t, k.redis, "--listen", addr, "--max-clients-per-ip", "1")
 	p.waitFor(`document.getElementById("conn").dataset.state === "live"`, "live after the restart")
+	// Live is the response head; the new process's Redis subscription may
+	// come a moment later, and a write before it is not the stream's.
+	testkit.Eventually(t, "the new process's keyspace subscription", func() bool {
+		n, _ := k2.do("PUBSUB", "NUMPAT").AsInt64()
+		return n > 0
+	})
 	k2.do("SET", "user:2", "x")
 	p.waitFor(has(row("set", "user:2")), "a row after the restart")
 }
