@@ -112,7 +112,7 @@ if [ "$NCHAN" = 1 ] && [ -z "$(nchan_module)" ]; then
 	NCHAN=0
 fi
 
-# start and stop (k6/procs.sh).
+# build_tools, start and stop (k6/procs.sh).
 # shellcheck source=k6/procs.sh
 source k6/procs.sh # the working directory is the clone's root
 
@@ -143,13 +143,7 @@ declare -A co_pid=() co_drain=() co_url=()
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-if [ -z "$KEYFLUX" ]; then
-	echo "building keyflux into $OUT" >&2
-	go build -o "$OUT/keyflux" ./app || die "building ./app failed"
-	KEYFLUX=$OUT/keyflux
-fi
-echo "building sseload into $OUT" >&2
-go build -o "$OUT/sseload" ./k6/sseload || die "building ./k6/sseload failed"
+build_tools
 
 for _ in 1 2 3 4 5; do
 	redis_port=$(free_port)

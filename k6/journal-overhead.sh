@@ -71,7 +71,7 @@ if [ -n "$NICE" ]; then
 	"${niced[@]}" true || die "nice -n $NICE is not allowed here"
 fi
 
-# start and stop (k6/procs.sh).
+# build_tools, start and stop (k6/procs.sh).
 # shellcheck source=k6/procs.sh
 source k6/procs.sh # the working directory is the clone's root
 
@@ -105,13 +105,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-if [ -z "$KEYFLUX" ]; then
-	echo "building keyflux into $OUT" >&2
-	go build -o "$OUT/keyflux" ./app || die "building ./app failed"
-	KEYFLUX=$OUT/keyflux
-fi
-echo "building sseload into $OUT" >&2
-go build -o "$OUT/sseload" ./k6/sseload || die "building ./k6/sseload failed"
+build_tools
 
 echo "machine: $(getconf _NPROCESSORS_ONLN) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg)${NICE:+, runs under nice -n $NICE}" >&2
 failed=0

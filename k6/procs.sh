@@ -1,5 +1,6 @@
-# procs.sh: starting and stopping the processes of the benchmark scripts
-# (compare.sh, journal-overhead.sh), sourced by them. Uses $OUT for a fifo.
+# procs.sh: building, starting and stopping the programs of the benchmark
+# scripts (compare.sh, journal-overhead.sh), sourced by them from the
+# clone's root. Uses $OUT, and die from the script.
 
 # start LOG PATTERN CMD...: runs CMD in the background with its output to
 # LOG, and waits, line by line, for PATTERN (a fixed string) to appear in
@@ -41,4 +42,16 @@ stop() {
 	if [ -n "${2:-}" ]; then
 		wait "$2" 2>/dev/null || true
 	fi
+}
+
+# build_tools: keyflux into $OUT (unless $KEYFLUX names a binary already)
+# and sseload, setting KEYFLUX.
+build_tools() {
+	if [ -z "$KEYFLUX" ]; then
+		echo "building keyflux into $OUT" >&2
+		go build -o "$OUT/keyflux" ./app || die "building ./app failed"
+		KEYFLUX=$OUT/keyflux
+	fi
+	echo "building sseload into $OUT" >&2
+	go build -o "$OUT/sseload" ./k6/sseload || die "building ./k6/sseload failed"
 }

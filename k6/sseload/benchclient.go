@@ -158,54 +158,31 @@ func closeLean(all []*leanClient) {
 // how many times a refused stream was asked for again.
 func openLeanAll(ctx context.Context, cfg benchConfig, sink *benchSink, log io.Writer) ([]*leanClient, []error, int64, time.Duration) {
 	var retries atomic.Int64
-	start := time.Now()
-	interval := time.Duration(float64(time.Second) / cfg.Rate)
 	var mu sync.Mutex
-	var wg sync.WaitGroup
 	clients := make([]*leanClient, 0, cfg.Clients)
 	var errs []error
-	sem := make(chan struct{}, 32)
-	next := start.Add(time.Second)
-	for i := 0; i < cfg.Clients; i++ {
-		if !sleepCtx(ctx, time.Until(start.Add(time.Duration(i)*interval))) {
-			break
-		}
-		select {
-		case sem <- struct{}{}:
-		case <-ctx.Done():
-		}
-		if ctx.Err() != nil {
-			break
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			c, err := openLean(ctx, cfg.target, cfg.Connect, sink)
-			// A server that sheds a burst (429, 503) is asked again: the
-			// ramp is not what is measured.
-			for try := 0; try < 5 && err != nil && (refusedStatus(err) == 429 || refusedStatus(err) == 503); try++ {
-				retries.Add(1)
-				if !sleepCtx(ctx, time.Duration(100<<try)*time.Millisecond) {
-					break
-				}
-				c, err = openLean(ctx, cfg.target, cfg.Connect, sink)
+	took := paced(ctx, cfg.Clients, time.Duration(float64(time.Second)/cfg.Rate), 32, func(int) {
+		c, err := openLean(ctx, cfg.target, cfg.Connect, sink)
+		// A server that sheds a burst (429, 503) is asked again: the
+		// ramp is not what is measured.
+		for try := 0; try < 5 && err != nil && (refusedStatus(err) == 429 || refusedStatus(err) == 503); try++ {
+			retries.Add(1)
+			if !sleepCtx(ctx, time.Duration(100<<try)*time.Millisecond) {
+				break
 			}
-			mu.Lock()
-			defer mu.Unlock()
-			if err != nil {
-				errs = append(errs, err)
-				return
-			}
-			clients = append(clients, c)
-		}()
-		if now := time.Now(); now.After(next) {
-			next = now.Add(time.Second)
-			mu.Lock()
-			fmt.Fprintf(log, "  %5.1fs  %d streams open, %d failed\n", now.Sub(start).Seconds(), len(clients), len(errs))
-			mu.Unlock()
+			c, err = openLean(ctx, cfg.target, cfg.Connect, sink)
 		}
-	}
-	wg.Wait()
-	return clients, errs, retries.Load(), time.Since(start)
+		mu.Lock()
+		defer mu.Unlock()
+		if err != nil {
+			errs = append(errs, err)
+			return
+		}
+		clients = append(clients, c)
+	}, func(elapsed time.Duration) {
+		mu.Lock()
+		defer mu.Unlock()
+		fmt.Fprintf(log, "  %5.1fs  %d streams open, %d failed\n", elapsed.Seconds(), len(clients), len(errs))
+	})
+	return clients, errs, retries.Load(), took
 }

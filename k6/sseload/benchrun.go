@@ -9,7 +9,6 @@ import (
 	"io"
 	"os"
 	"runtime"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -313,44 +312,21 @@ func warmUp(ctx context.Context, cfg benchConfig, pub publisher, sink *benchSink
 // The send time is stored before the publish, so latency includes the
 // whole publish round. A schedule that slips anyway shows in eps_achieved.
 func publishAll(ctx context.Context, cfg benchConfig, pub publisher, sink *benchSink, clients int, log io.Writer) (sent, errs int, took time.Duration) {
-	interval := time.Duration(float64(time.Second) / cfg.EPS)
-	start := time.Now()
-	next := start.Add(time.Second)
 	var nSent, nErrs atomic.Int64
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, cfg.InFlight)
-	for seq := 0; seq < cfg.Events; seq++ {
-		if !sleepCtx(ctx, time.Until(start.Add(time.Duration(seq)*interval))) {
-			break
-		}
-		select {
-		case sem <- struct{}{}:
-		case <-ctx.Done():
-		}
-		if ctx.Err() != nil {
-			break
-		}
+	took = paced(ctx, cfg.Events, time.Duration(float64(time.Second)/cfg.EPS), cfg.InFlight, func(seq int) {
 		sink.sentAt[seq].Store(int64(time.Since(sink.base)) + 1)
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			if err := pub.send(ctx, seq, false); err != nil {
-				if nErrs.Add(1) == 1 {
-					fmt.Fprintln(log, "publish failed:", err)
-				}
-				sink.sentAt[seq].Store(0)
-				return
+		if err := pub.send(ctx, seq, false); err != nil {
+			if nErrs.Add(1) == 1 {
+				fmt.Fprintln(log, "publish failed:", err)
 			}
-			nSent.Add(1)
-		}()
-		if now := time.Now(); now.After(next) {
-			next = now.Add(time.Second)
-			fmt.Fprintf(log, "  %5.1fs  sent %d, delivered %d of %d\n", now.Sub(start).Seconds(), nSent.Load(), sink.total.Load(), nSent.Load()*int64(clients))
+			sink.sentAt[seq].Store(0)
+			return
 		}
-	}
-	wg.Wait()
-	return int(nSent.Load()), int(nErrs.Load()), time.Since(start)
+		nSent.Add(1)
+	}, func(elapsed time.Duration) {
+		fmt.Fprintf(log, "  %5.1fs  sent %d, delivered %d of %d\n", elapsed.Seconds(), nSent.Load(), sink.total.Load(), nSent.Load()*int64(clients))
+	})
+	return int(nSent.Load()), int(nErrs.Load()), took
 }
 
 // drainSink waits until every expected delivery arrived, or none has for
