@@ -185,8 +185,9 @@ func (c *client) startFlush() {
 // writeReady is c's turn on its writer w: one non-blocking writev of its
 // queue. Whatever else there is to do (a full socket, the rest of a short
 // write, an error, closing) goes to the blocking flush, on a goroutine of
-// its own, so that w never waits for one client.
-func (c *client) writeReady(w *writer, now int64) {
+// its own, so that w never waits for one client. It says whether the
+// writev carried bytes.
+func (c *client) writeReady(w *writer, now int64) (wrote bool) {
 	c.mu.Lock()
 	q, size := c.queue, c.queued
 	if c.closed || c.overflow || c.ending || q == nil {
@@ -198,9 +199,7 @@ func (c *client) writeReady(w *writer, now int64) {
 	c.signalRoom()
 	c.mu.Unlock()
 	n, err := w.raw.writev(c.raw, *q)
-	if n > 0 {
-		w.writes.Inc()
-	}
+	wrote = n > 0
 	if err != nil || n < size {
 		go c.flushRest(q, consumed(*q, n))
 		return
@@ -222,6 +221,7 @@ func (c *client) writeReady(w *writer, now int64) {
 		c.mu.Unlock()
 		c.sink.flushes.Done()
 	}
+	return wrote
 }
 
 // consumed is b without its first n bytes, in b's own array.

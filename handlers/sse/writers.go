@@ -106,15 +106,21 @@ func (w *writer) run(wg *sync.WaitGroup) {
 			}
 		}
 		now := nanotime()
+		wrote := 0
 		for i, c := range batch {
-			c.writeReady(w, now)
+			if c.writeReady(w, now) {
+				wrote++
+			}
 			batch[i] = nil
+		}
+		if wrote > 0 { // one shared counter update a batch, not a client
+			w.writes.Add(float64(wrote))
 		}
 	}
 }
 
-// epoch is where nanotime counts from: the monotonic clock, as an int64
-// that an atomic can hold.
-var epoch = time.Now()
+// clockStart is where nanotime counts from: the monotonic clock, as an
+// int64 that an atomic can hold.
+var clockStart = time.Now()
 
-func nanotime() int64 { return int64(time.Since(epoch)) }
+func nanotime() int64 { return int64(time.Since(clockStart)) }
