@@ -39,8 +39,8 @@ import { check } from "k6";
 import { Counter, Rate } from "k6/metrics";
 
 import {
-  SeqTracker, env, envInt, envSeconds, idAfter, needPublishToken, open, paced, publish, ready,
-  received, reportLoss, streamURL, thresholds, unwrap,
+  SeqTracker, env, envInt, envSeconds, idAfter, open, paced, publish, received, reportLoss, schedule,
+  streamURL, thresholds, unwrap,
 } from "./lib/keyflux.js";
 
 const CHANNEL = env("KEYFLUX_CHANNEL", "k6:combined");
@@ -91,10 +91,7 @@ export const options = {
 };
 
 export function setup() {
-  needPublishToken();
-  ready();
-  const t0 = Date.now();
-  return { t0, writeAt: t0 + RAMP * 1000, stopAt: t0 + (RAMP + WRITE + GRACE) * 1000 };
+  return schedule(RAMP, WRITE, GRACE);
 }
 
 export function writer() {

@@ -38,8 +38,8 @@ import exec from "k6/execution";
 import { check } from "k6";
 
 import {
-  BASE, SeqTracker, envInt, envSeconds, env, metrics, needPublishToken, open, paced, publish,
-  ready, received, reportLoss, streamURL, thresholds,
+  BASE, SeqTracker, env, envInt, envSeconds, metrics, open, paced, publish, received, reportLoss,
+  schedule, streamURL, thresholds,
 } from "./lib/keyflux.js";
 
 const CHANNEL = env("KEYFLUX_CHANNEL", "k6:fanout");
@@ -78,10 +78,7 @@ export const options = {
 };
 
 export function setup() {
-  needPublishToken();
-  ready();
-  const t0 = Date.now();
-  return { t0, writeAt: t0 + RAMP * 1000, stopAt: t0 + (RAMP + WRITE + GRACE) * 1000 };
+  return schedule(RAMP, WRITE, GRACE);
 }
 
 export function writer() {

@@ -40,8 +40,8 @@ import { check, sleep } from "k6";
 import { Counter } from "k6/metrics";
 
 import {
-  SeqTracker, env, envBool, envInt, envSeconds, needPublishToken, open, paced, publish, ready,
-  received, reportLoss, streamURL, thresholds,
+  SeqTracker, env, envBool, envInt, envSeconds, open, paced, publish, received, reportLoss, schedule,
+  streamURL, thresholds,
 } from "./lib/keyflux.js";
 
 const CHANNEL = env("KEYFLUX_CHANNEL", "k6:resume");
@@ -88,10 +88,7 @@ export const options = {
 };
 
 export function setup() {
-  needPublishToken();
-  ready();
-  const t0 = Date.now();
-  return { t0, writeAt: t0 + RAMP * 1000, stopAt: t0 + (RAMP + WRITE + GRACE) * 1000 };
+  return schedule(RAMP, WRITE, GRACE);
 }
 
 export function writer() {

@@ -138,6 +138,17 @@ export function needPublishToken() {
   }
 }
 
+// schedule is setup()'s result for a scenario whose writer publishes
+// through the HTTP API: it checks the token and that Keyflux is ready, then
+// times the phases: readers connect for ramp seconds, the writer writes for
+// write seconds, and the readers stop grace seconds after it.
+export function schedule(ramp, write, grace) {
+  needPublishToken();
+  ready();
+  const t0 = Date.now();
+  return { t0, writeAt: t0 + ramp * 1000, stopAt: t0 + (ramp + write + grace) * 1000 };
+}
+
 // ---- publishing ------------------------------------------------------------
 
 function publishParams() {
