@@ -35,6 +35,7 @@ type client struct {
 	conn net.Conn
 	raw  syscall.RawConn // for noticing a closed peer; nil if unavailable
 	w    *writer         // nil: every write is the blocking flush's
+	fd   int             // conn's socket, for w's writes (see writing)
 	// lastWrite is when bytes last went (nanotime): writes only store it,
 	// and the heartbeats' wheel reads it as it comes round.
 	lastWrite atomic.Int64
@@ -56,6 +57,12 @@ type client struct {
 	flushing bool
 	overflow bool
 	closed   bool
+	// writing: w is writing to fd, past Go's own guard against closing a
+	// socket in use (which costs more than the rest of the delivery). A
+	// release meanwhile leaves conn for w to close (closeLater), so fd
+	// cannot be reused by another connection under the write.
+	writing    bool
+	closeLater bool
 	// ending: Stream.Until's end has queued the last frame; nothing more
 	// is queued, and the flush closes the client once the queue is written.
 	ending  bool
@@ -173,13 +180,21 @@ func (c *client) dropQueue() {
 func (c *client) startFlush() {
 	if !c.flushing {
 		c.flushing = true
-		c.sink.flushes.Add(1)
 		if c.w != nil {
 			c.w.push(c)
 		} else {
-			go c.flush()
+			c.goFlush(nil, nil)
 		}
 	}
+}
+
+// goFlush starts the blocking flush on a goroutine of its own. The sink's
+// flushes count these only: a client on a writer's ready list is the
+// writers' to finish (Sink.Close waits for both), and a count shared by
+// every delivery would be one more contended cache line per write.
+func (c *client) goFlush(q *net.Buffers, rest net.Buffers) {
+	c.sink.flushes.Add(1)
+	go c.flushRest(q, rest)
 }
 
 // writeReady is c's turn on its writer w: one non-blocking writev of its
@@ -192,37 +207,48 @@ func (c *client) writeReady(w *writer, now int64) (wrote bool) {
 	q, size := c.queue, c.queued
 	if c.closed || c.overflow || c.ending || q == nil {
 		c.mu.Unlock()
-		go c.flush()
+		c.goFlush(nil, nil)
 		return
 	}
 	c.inflight, c.queue, c.queued = size, nil, 0
+	c.writing = true
 	c.signalRoom()
 	c.mu.Unlock()
-	n, err := w.raw.writev(c.raw, *q)
+	if testHookWriting != nil {
+		testHookWriting()
+	}
+	n, err := w.raw.writev(c.fd, *q)
 	wrote = n > 0
+	c.mu.Lock()
+	c.writing = false
+	if c.closeLater {
+		defer c.conn.Close() // after c.mu: released meanwhile
+	}
 	if err != nil || n < size {
-		go c.flushRest(q, consumed(*q, n))
+		c.mu.Unlock()
+		c.goFlush(q, consumed(*q, n))
 		return
 	}
 	recycle(q)
 	c.lastWrite.Store(now)
-	c.mu.Lock()
 	c.sink.budget.give(c.inflight) // 0 if a shed wrote it off already
 	c.inflight = 0
 	switch {
 	case c.aborted || c.closed || c.overflow || c.ending:
 		c.mu.Unlock()
-		go c.flush()
+		c.goFlush(nil, nil)
 	case c.queue != nil: // queued meanwhile: its next turn
 		w.push(c)
 		c.mu.Unlock()
 	default:
 		c.flushing = false
 		c.mu.Unlock()
-		c.sink.flushes.Done()
 	}
 	return wrote
 }
+
+// testHookWriting, when set, runs as a writer is about to write.
+var testHookWriting func()
 
 // consumed is b without its first n bytes, in b's own array.
 func consumed(b net.Buffers, n int) net.Buffers {
@@ -382,6 +408,8 @@ func (c *client) release(reason string, closeConn bool) {
 	c.closed = true
 	c.dropQueue()
 	c.signalRoom()
+	c.closeLater = closeConn && c.writing
+	closeConn = closeConn && !c.closeLater
 	subs := c.subs
 	c.subs = nil
 	hangup := c.hangup

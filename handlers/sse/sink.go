@@ -39,7 +39,7 @@ type SinkOptions struct {
 // (hijacked) once its request is validated, so an idle stream costs a small
 // struct, its place on the heartbeats' wheel and its socket: no goroutine,
 // no timer and no buffers. Frames go
-// out from a writer per core (writers.go); a goroutine of its own exists
+// out from a few writers (writers.go); a goroutine of its own exists
 // only while a client's socket is full.
 type Sink struct {
 	opts       SinkOptions
@@ -104,9 +104,12 @@ func (k *Sink) Close() {
 	k.closed = true
 	k.mu.Unlock()
 	k.Drop("server shutting down")
-	k.flushes.Wait()
+	// Heartbeats first: a beat may hand a client to a writer. The writers
+	// end once their ready lists are empty, having started a flush for
+	// every closed client on them.
 	k.heartbeats.close()
 	k.writers.close()
+	k.flushes.Wait()
 	k.hangups.close()
 	k.budget.close()
 }
@@ -190,7 +193,7 @@ func (k *Sink) Serve(conn net.Conn, s Stream, ended ...func()) error {
 		return nil
 	}
 	k.clients[c] = struct{}{}
-	if c.raw != nil && rawWrites {
+	if c.raw != nil && rawWrites && c.raw.Control(func(fd uintptr) { c.fd = int(fd) }) == nil {
 		c.w = k.writers.pick()
 	}
 	k.mu.Unlock()

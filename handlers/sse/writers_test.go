@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"net"
 	"strconv"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -85,5 +87,44 @@ func TestCoalesceSharesAWrite(t *testing.T) {
 	testkit.Eventually(t, "the write to be counted", func() bool { return writes() >= 1 })
 	if n := writes(); n != 1 {
 		t.Fatalf("%v writes for ten frames in the window, want 1", n)
+	}
+}
+
+// A client closed while its writer writes to its socket keeps the socket
+// open until that write is done, and the writer then closes it: writers
+// write to the descriptor itself, and one closed under a write could be
+// reused by a new connection, which would get this client's frames.
+func TestCloseDuringAWriteLeavesTheSocketToTheWriter(t *testing.T) {
+	k := newSink(t, SinkOptions{})
+	p := open(t, k, SlowDisconnect, nil, false)
+	if p.recv.w == nil {
+		t.Fatal("the client has no writer: the test would not reach the writers' writes")
+	}
+	writing, resume := make(chan struct{}), make(chan struct{})
+	var resumed sync.Once
+	testHookWriting = func() {
+		writing <- struct{}{}
+		<-resume
+	}
+	defer func() {
+		resumed.Do(func() { close(resume) })
+		k.Close() // no writer is left to read the hook
+		testHookWriting = nil
+	}()
+	if !p.recv.Send(event(t, "1", "update", "last")) {
+		t.Fatal("frame refused")
+	}
+	<-writing
+	p.recv.close("closed by the test")
+	if err := p.recv.raw.Control(func(uintptr) {}); err != nil {
+		t.Fatalf("the socket was closed under the write: %v", err)
+	}
+	if k.Clients() != 0 {
+		t.Fatal("the client is still counted")
+	}
+	resumed.Do(func() { close(resume) })
+	// The frame, written after the close, and then the end of the stream.
+	if got := string(p.rest()); !strings.Contains(got, "id: 1\n") {
+		t.Fatalf("after the write: %q", got)
 	}
 }

@@ -14,25 +14,21 @@ const rawWrites = true
 // maxIovecs is IOV_MAX: a longer queue goes in several writes.
 const maxIovecs = 1024
 
-// rawWriter makes a writer's writev calls. Its state lives here, and call
-// is made once, so that a write allocates nothing.
+// rawWriter makes a writer's writes. Its vector lives here, so that a
+// write allocates nothing.
 type rawWriter struct {
-	iov   []syscall.Iovec
-	n     uintptr
-	errno syscall.Errno
-	call  func(fd uintptr) bool
+	iov []syscall.Iovec
 }
 
-func newRawWriter() *rawWriter {
-	r := &rawWriter{}
-	r.call = r.write
-	return r
-}
+func newRawWriter() *rawWriter { return &rawWriter{} }
 
-// writev writes bufs to raw's descriptor with one writev, without waiting
-// for the socket to accept anything (Go's sockets are non-blocking): a full
-// socket gives 0 and syscall.EAGAIN.
-func (r *rawWriter) writev(raw syscall.RawConn, bufs net.Buffers) (int, error) {
+// writev writes bufs to the socket fd with one system call, without
+// waiting for the socket to accept anything (Go's sockets are
+// non-blocking): a full socket gives 0 and syscall.EAGAIN. The caller
+// keeps fd open meanwhile (client.writing). One frame, the usual case, is
+// a plain write(2): the kernel's writev costs more, measured, for
+// gathering a vector of one.
+func (r *rawWriter) writev(fd int, bufs net.Buffers) (int, error) {
 	r.iov = r.iov[:0]
 	for _, b := range bufs {
 		if len(b) > 0 && len(r.iov) < maxIovecs {
@@ -44,22 +40,21 @@ func (r *rawWriter) writev(raw syscall.RawConn, bufs net.Buffers) (int, error) {
 	if len(r.iov) == 0 {
 		return 0, nil
 	}
-	err := raw.Write(r.call)
-	clear(r.iov) // keep no frame alive
-	switch {
-	case err != nil: // closed, or past a deadline of the blocking flush
-		return 0, err
-	case r.errno != 0:
-		return 0, r.errno
+	call, arg, n := uintptr(syscall.SYS_WRITEV), uintptr(unsafe.Pointer(&r.iov[0])), uintptr(len(r.iov))
+	if len(r.iov) == 1 {
+		call, arg, n = syscall.SYS_WRITE, uintptr(unsafe.Pointer(r.iov[0].Base)), uintptr(r.iov[0].Len)
 	}
-	return int(r.n), nil
-}
-
-func (r *rawWriter) write(fd uintptr) bool {
 	for {
-		r.n, _, r.errno = syscall.Syscall(syscall.SYS_WRITEV, fd, uintptr(unsafe.Pointer(&r.iov[0])), uintptr(len(r.iov)))
-		if r.errno != syscall.EINTR {
-			return true // one attempt: a full socket is the blocking flush's
+		// RawSyscall: the call never blocks, so the scheduler need not
+		// know about it.
+		wrote, _, errno := syscall.RawSyscall(call, uintptr(fd), arg, n)
+		if errno == syscall.EINTR {
+			continue
 		}
+		clear(r.iov) // keep no frame alive
+		if errno != 0 {
+			return 0, errno
+		}
+		return int(wrote), nil
 	}
 }

@@ -5,7 +5,6 @@ package sse
 import (
 	"errors"
 	"net"
-	"syscall"
 )
 
 // rawWrites is Linux's only: elsewhere every write is the blocking flush's.
@@ -15,4 +14,4 @@ type rawWriter struct{}
 
 func newRawWriter() *rawWriter { return &rawWriter{} }
 
-func (*rawWriter) writev(syscall.RawConn, net.Buffers) (int, error) { return 0, errors.ErrUnsupported }
+func (*rawWriter) writev(int, net.Buffers) (int, error) { return 0, errors.ErrUnsupported }
