@@ -27,9 +27,10 @@ type SinkOptions struct {
 	// clients together; past it the clients furthest behind get their
 	// slow policy first.
 	MaxQueuedBytes int
-	// Coalesce, when positive, holds a client's first frame this long
-	// before writing, so that the frames of that window share one write:
-	// less CPU per delivery at high event rates, for that much latency.
+	// Coalesce, when positive, is the least time between two batches of
+	// a writer: frames that come sooner wait for the rest of it and share
+	// one write (less CPU per delivery at high event rates, for up to that
+	// much latency), while a frame for a writer that was quiet goes at once.
 	Coalesce time.Duration
 	Metrics  *Metrics
 	Logger   *slog.Logger

@@ -87,20 +87,36 @@ func (w *writer) push(c *client) {
 func (w *writer) run(wg *sync.WaitGroup) {
 	defer wg.Done()
 	var batch []*client
+	last := nanotime() - int64(w.coalesce) // when the last batch started
+	var hold *time.Timer
+	closing := false
 	for {
+		if w.coalesce > 0 && !closing {
+			// A batch starts at most once per coalesce: frames that come
+			// sooner wait for the rest of it and share a write, while a
+			// frame for a writer that was quiet goes at once.
+			if d := time.Duration(last + int64(w.coalesce) - nanotime()); d > 0 {
+				if hold == nil {
+					hold = time.NewTimer(d)
+				} else {
+					hold.Reset(d)
+				}
+				select {
+				case <-hold.C:
+				case <-w.done:
+					closing = true
+				}
+			}
+		}
 		w.mu.Lock()
 		batch, w.ready = w.ready, batch[:0]
 		w.mu.Unlock()
 		if len(batch) == 0 {
 			select {
 			case <-w.wake:
-				if w.coalesce > 0 {
-					// The first client of a batch waits for the frames that
-					// follow it; clients added meanwhile wait less.
-					time.Sleep(w.coalesce)
-				}
 				continue
 			case <-w.done:
+				closing = true
 				w.mu.Lock()
 				left := len(w.ready)
 				w.mu.Unlock()
@@ -111,6 +127,7 @@ func (w *writer) run(wg *sync.WaitGroup) {
 			}
 		}
 		now := nanotime()
+		last = now
 		wrote := 0
 		for i, c := range batch {
 			if c.writeReady(w, now) {

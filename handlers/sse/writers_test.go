@@ -65,14 +65,23 @@ func TestConsumed(t *testing.T) {
 	}
 }
 
-// With Coalesce, the frames sent within the window after a client's first
-// one go out in that one write.
+// With Coalesce, a writer that was quiet writes a frame at once, and the
+// frames that follow within the window share the next write.
 func TestCoalesceSharesAWrite(t *testing.T) {
-	k := newSink(t, SinkOptions{Coalesce: 300 * time.Millisecond})
+	k := newSink(t, SinkOptions{Coalesce: time.Second})
 	p := open(t, k, SlowDisconnect, nil, false)
-	before := testutil.ToFloat64(k.opts.Metrics.Writes)
+	_ = p.conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	writes := func() float64 { return testutil.ToFloat64(k.opts.Metrics.Writes) }
+	before := writes()
+	first := sized(t, "first", 80)
+	if !p.recv.Send(first) {
+		t.Fatal("Send refused")
+	}
+	if got := p.read(len(first.Bytes)); !bytes.Equal(got, first.Bytes) {
+		t.Fatalf("got %q", got)
+	}
 	var want []byte
-	for i := range 10 {
+	for i := range 9 {
 		f := sized(t, strconv.Itoa(i), 80)
 		if !p.recv.Send(f) {
 			t.Fatal("Send refused")
@@ -83,10 +92,34 @@ func TestCoalesceSharesAWrite(t *testing.T) {
 		t.Fatalf("got %q", got)
 	}
 	// Counted just after the write: the reader may be first.
-	writes := func() float64 { return testutil.ToFloat64(k.opts.Metrics.Writes) - before }
-	testkit.Eventually(t, "the write to be counted", func() bool { return writes() >= 1 })
-	if n := writes(); n != 1 {
-		t.Fatalf("%v writes for ten frames in the window, want 1", n)
+	testkit.Eventually(t, "the writes to be counted", func() bool { return writes()-before >= 2 })
+	if n := writes() - before; n != 2 {
+		t.Fatalf("%v writes, want 2: the first frame, then the nine of the window", n)
+	}
+}
+
+// A window does not hold a quiet stream's frame, nor the sink's Close.
+func TestCoalesceHoldsNeitherAQuietFrameNorClose(t *testing.T) {
+	k := newSink(t, SinkOptions{Coalesce: time.Hour})
+	p := open(t, k, SlowDisconnect, nil, false)
+	_ = p.conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	f := sized(t, "1", 80)
+	if !p.recv.Send(f) {
+		t.Fatal("Send refused")
+	}
+	if got := p.read(len(f.Bytes)); !bytes.Equal(got, f.Bytes) {
+		t.Fatalf("got %q", got)
+	}
+	// Within the hour now: held, until Close.
+	if !p.recv.Send(sized(t, "2", 80)) {
+		t.Fatal("Send refused")
+	}
+	closed := make(chan struct{})
+	go func() { k.Close(); close(closed) }()
+	select {
+	case <-closed:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Close waited for the coalescing window")
 	}
 }
 
