@@ -38,7 +38,7 @@
 #   NCHAN          0 skips Nchan (default 1)
 #   KEYFLUX_FLAGS  extra keyflux flags
 #   COALESCE       --coalesce windows to run the channel relay with too, each
-#                  on a Keyflux of its own (default "2ms 20ms"; "" skips them)
+#                  on a Keyflux of its own (default "2ms 25ms"; "" skips them)
 #   KEYFLUX        a keyflux binary to use instead of building ./app
 #   OUT            directory for logs and results (default: a new temporary one)
 #   CHART          SVG to draw (default $OUT/performance.svg)
@@ -60,7 +60,7 @@ SIZE=${SIZE:-100}
 RAMP=${RAMP:-2000}
 SETTLE=${SETTLE:-5s}
 NCHAN=${NCHAN:-1}
-COALESCE=${COALESCE-2ms 20ms}
+COALESCE=${COALESCE-2ms 25ms}
 KEYFLUX_FLAGS=${KEYFLUX_FLAGS:-}
 KEYFLUX=${KEYFLUX:-}
 OUT=${OUT:-$(mktemp -d "${TMPDIR:-/tmp}/compare.XXXXXX")}
