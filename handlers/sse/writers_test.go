@@ -65,12 +65,18 @@ func TestConsumed(t *testing.T) {
 	}
 }
 
-// With Coalesce, a writer that was quiet writes a frame at once, and the
-// frames that follow within the window share the next write.
+// quiet makes p's client look as if its last write was window ago.
+func quiet(p *peer, window time.Duration) {
+	p.recv.lastWrite.Store(nanotime() - int64(window))
+}
+
+// With Coalesce, a client that was quiet is written at once, and the
+// frames that follow within the window share its next write.
 func TestCoalesceSharesAWrite(t *testing.T) {
 	k := newSink(t, SinkOptions{Coalesce: time.Second})
 	p := open(t, k, SlowDisconnect, nil, false)
 	_ = p.conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	quiet(p, time.Second)
 	writes := func() float64 { return testutil.ToFloat64(k.opts.Metrics.Writes) }
 	before := writes()
 	first := sized(t, "first", 80)
@@ -98,11 +104,12 @@ func TestCoalesceSharesAWrite(t *testing.T) {
 	}
 }
 
-// A window does not hold a quiet stream's frame, nor the sink's Close.
+// A window does not hold a quiet client's frame, nor the sink's Close.
 func TestCoalesceHoldsNeitherAQuietFrameNorClose(t *testing.T) {
 	k := newSink(t, SinkOptions{Coalesce: time.Hour})
 	p := open(t, k, SlowDisconnect, nil, false)
 	_ = p.conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	quiet(p, time.Hour)
 	f := sized(t, "1", 80)
 	if !p.recv.Send(f) {
 		t.Fatal("Send refused")
