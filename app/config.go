@@ -113,7 +113,7 @@ func parseConfig(args []string, stderr io.Writer) (Config, error) {
 	fs.DurationVar(&c.Retry, "retry", 2*time.Second, "reconnect delay sent to browsers in the retry field")
 	fs.IntVar(&c.ReplaySize, "replay-size", 1024, "events kept per stream for Last-Event-ID resume")
 	fs.DurationVar(&c.Linger, "linger", 30*time.Second, "how long a stream's Redis subscription outlives its last client")
-	fs.DurationVar(&c.Coalesce, "coalesce", 0, "start a round of writes to clients at most once per this long, so that the frames that come meanwhile share a write: less CPU per delivery at high event rates, up to that much more latency; a quiet stream's frame goes at once (0: off)")
+	fs.DurationVar(&c.Coalesce, "coalesce", 0, "write each client at most once per this long, so that its frames that come meanwhile share a write: less CPU per delivery at high event rates, up to that much more latency; a client written longer ago gets its frame at once (0: off)")
 	fs.IntVar(&c.QueueBytes, "queue-bytes", 1<<20, "bytes a client may fall behind before it is disconnected")
 	fs.DurationVar(&c.WriteTimeout, "write-timeout", 10*time.Second, "how long a client's socket may accept nothing before it is dropped")
 	expose := fs.String("expose", "", "comma-separated key prefixes clients may watch; empty exposes every key")

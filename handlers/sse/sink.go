@@ -27,10 +27,11 @@ type SinkOptions struct {
 	// clients together; past it the clients furthest behind get their
 	// slow policy first.
 	MaxQueuedBytes int
-	// Coalesce, when positive, is the least time between two batches of
-	// a writer: frames that come sooner wait for the rest of it and share
-	// one write (less CPU per delivery at high event rates, for up to that
-	// much latency), while a frame for a writer that was quiet goes at once.
+	// Coalesce, when positive, is the least time between two writes to a
+	// client: its frames that come sooner wait for the rest of it and
+	// share one write (less CPU per delivery at high event rates, for up
+	// to that much latency), while a client written longer ago gets its
+	// frame at once.
 	Coalesce time.Duration
 	Metrics  *Metrics
 	Logger   *slog.Logger
