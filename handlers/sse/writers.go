@@ -1,6 +1,7 @@
 package sse
 
 import (
+	"math"
 	"runtime"
 	"sync"
 	"time"
@@ -44,12 +45,19 @@ type writer struct {
 	done  chan struct{}
 
 	raw *rawWriter
+
+	// held are the clients written less than coalesce ago, each waiting
+	// for its turn, and next is the first turn among them; only the
+	// writer's goroutine touches them. The held stay flushing meanwhile,
+	// so their frames pile up in the queue for one write.
+	held []*client
+	next int64
 }
 
 func newWriters(coalesce time.Duration, writes prometheus.Counter) *writers {
 	ws := &writers{}
 	for range max(1, runtime.GOMAXPROCS(0)/2) {
-		w := &writer{coalesce: coalesce, writes: writes, wake: make(chan struct{}, 1), done: make(chan struct{}),
+		w := &writer{coalesce: coalesce, writes: writes, wake: make(chan struct{}, 1), done: make(chan struct{}), next: math.MaxInt64,
 			raw: newRawWriter()}
 		ws.all = append(ws.all, w)
 		ws.wg.Add(1)
@@ -91,10 +99,7 @@ func (w *writer) push(c *client) {
 
 func (w *writer) run(wg *sync.WaitGroup) {
 	defer wg.Done()
-	// held are the clients written less than coalesce ago, each waiting
-	// for its turn; only this goroutine touches it. They stay flushing
-	// meanwhile, so their frames pile up in the queue for one write.
-	var batch, held []*client
+	var batch []*client
 	var turn *time.Timer
 	closing := false
 	for {
@@ -102,7 +107,7 @@ func (w *writer) run(wg *sync.WaitGroup) {
 		batch, w.ready = w.ready, batch[:0]
 		w.mu.Unlock()
 		if len(batch) == 0 {
-			if len(held) == 0 {
+			if len(w.held) == 0 {
 				select {
 				case <-w.wake:
 				case <-w.done:
@@ -116,7 +121,7 @@ func (w *writer) run(wg *sync.WaitGroup) {
 				}
 				continue
 			}
-			if d := time.Duration(w.nextTurn(held) - nanotime()); d > 0 && !closing {
+			if d := time.Duration(w.next - nanotime()); d > 0 && !closing {
 				if turn == nil {
 					turn = time.NewTimer(d)
 				} else {
@@ -132,21 +137,27 @@ func (w *writer) run(wg *sync.WaitGroup) {
 			}
 		}
 		now := nanotime()
-		n := len(held)
-		kept := w.write(held, now, closing, held[:0])
-		clear(held[len(kept):n]) // no stale pointers to clients gone
-		held = w.write(batch, now, closing, kept)
+		if len(w.held) > 0 && (closing || now >= w.next) {
+			// Someone's turn came: the held go through again, the ones
+			// whose turn has not come setting the next one.
+			held, n := w.held, len(w.held)
+			w.held, w.next = held[:0], math.MaxInt64
+			w.write(held, now, closing)
+			clear(held[len(w.held):n]) // no stale pointers to clients gone
+		}
+		w.write(batch, now, closing)
 		clear(batch)
 	}
 }
 
 // write sends each client of cs whose turn has come (all of them when
-// closing) and appends the others to held, which it returns.
-func (w *writer) write(cs []*client, now int64, closing bool, held []*client) []*client {
+// closing) and holds the others.
+func (w *writer) write(cs []*client, now int64, closing bool) {
 	wrote := 0
 	for _, c := range cs {
-		if w.coalesce > 0 && !closing && now-c.lastWrite.Load() < int64(w.coalesce) {
-			held = append(held, c)
+		if last := c.lastWrite.Load(); w.coalesce > 0 && !closing && now-last < int64(w.coalesce) {
+			w.held = append(w.held, c)
+			w.next = min(w.next, last+int64(w.coalesce))
 		} else if c.writeReady(w, now) {
 			wrote++
 		}
@@ -154,16 +165,6 @@ func (w *writer) write(cs []*client, now int64, closing bool, held []*client) []
 	if wrote > 0 { // one shared counter update a batch, not a client
 		w.writes.Add(float64(wrote))
 	}
-	return held
-}
-
-// nextTurn is when the first of held may be written again.
-func (w *writer) nextTurn(held []*client) int64 {
-	first := held[0].lastWrite.Load()
-	for _, c := range held[1:] {
-		first = min(first, c.lastWrite.Load())
-	}
-	return first + int64(w.coalesce)
 }
 
 // clockStart is where nanotime counts from: the monotonic clock, as an
