@@ -154,11 +154,16 @@ func (w *writer) run(wg *sync.WaitGroup) {
 // closing) and holds the others.
 func (w *writer) write(cs []*client, now int64, closing bool) {
 	wrote := 0
+	hold := w.coalesce > 0 && !closing
 	for _, c := range cs {
-		if last := c.lastWrite.Load(); w.coalesce > 0 && !closing && now-last < int64(w.coalesce) {
-			w.held = append(w.held, c)
-			w.next = min(w.next, last+int64(w.coalesce))
-		} else if c.writeReady(w, now) {
+		if hold {
+			if last := c.lastWrite.Load(); now-last < int64(w.coalesce) {
+				w.held = append(w.held, c)
+				w.next = min(w.next, last+int64(w.coalesce))
+				continue
+			}
+		}
+		if c.writeReady(w, now) {
 			wrote++
 		}
 	}
