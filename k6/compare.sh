@@ -39,6 +39,9 @@
 #   KEYFLUX_FLAGS  extra keyflux flags
 #   COALESCE       --coalesce windows to run the channel relay with too, each
 #                  on a Keyflux of its own (default "2ms 25ms"; "" skips them)
+#   FLOOR_BATCH    events a write for the floor run again with -batch
+#                  (default "2"; "" skips it): the cheapest way for any
+#                  server to make events share writes, and the latency it adds
 #   KEYFLUX        a keyflux binary to use instead of building ./app
 #   OUT            directory for logs and results (default: a new temporary one)
 #   CHART          SVG to draw (default $OUT/performance.svg)
@@ -61,6 +64,7 @@ RAMP=${RAMP:-2000}
 SETTLE=${SETTLE:-5s}
 NCHAN=${NCHAN:-1}
 COALESCE=${COALESCE-2ms 25ms}
+FLOOR_BATCH=${FLOOR_BATCH-2}
 KEYFLUX_FLAGS=${KEYFLUX_FLAGS:-}
 KEYFLUX=${KEYFLUX:-}
 OUT=${OUT:-$(mktemp -d "${TMPDIR:-/tmp}/compare.XXXXXX")}
@@ -296,6 +300,20 @@ for row in $ROWS; do
 	fi
 	stop "$floor_pid" "$floor_drain"
 	floor_pid="" floor_drain=""
+	for b in $FLOOR_BATCH; do
+		start "$OUT/floor-$row-batch$b.log" "listening" "$OUT/sseload" -mode floor-server -listen 127.0.0.1:0 -batch "$b"
+		floor_pid=$started_pid floor_drain=$started_drain
+		floor_url=$(sed -n 's/.*url=\(http:[^ ]*\).*/\1/p' <<<"$found")
+		if [ -n "$floor_url" ]; then
+			bench "$row-floor-batch$b" -server "floor, $b a write" "${common[@]}" -pids "$floor_pid" \
+				-url "$floor_url/stream" -publish http -publish-url "$floor_url/pub"
+		else
+			echo "compare: the floor server did not start (see $OUT/floor-$row-batch$b.log)" >&2
+			failed=1
+		fi
+		stop "$floor_pid" "$floor_drain"
+		floor_pid="" floor_drain=""
+	done
 done
 
 # All runs in one JSON array, and the chart.
@@ -356,6 +374,24 @@ for row in $ROWS; do
 			"$(field "$row-nchan" latency_p99_us)" "$(field "$row-floor" latency_p99_us)"
 	done
 done
+if [ -n "$FLOOR_BATCH" ]; then
+	# What sharing writes costs any server: the floor, doing nothing but
+	# the writes, with each frame waiting for the last event of its batch.
+	echo
+	printf '%-30s %12s %12s %12s %12s %10s\n' "the floor, N events a write" "CPU us" "p99 ms" "nchan CPU" "nchan p99" "/nchan"
+	for row in $ROWS; do
+		for b in $FLOOR_BATCH; do
+			awk -v l="$row, $b a write" -v c="$(field "$row-floor-batch$b" server_cpu_us_per_delivery)" \
+				-v p="$(field "$row-floor-batch$b" latency_p99_us)" -v nc="$(field "$row-nchan" server_cpu_us_per_delivery)" \
+				-v np="$(field "$row-nchan" latency_p99_us)" 'BEGIN {
+				printf "%-30s %12s %12s %12s %12s %10s\n", l, (c == "" ? "-" : sprintf("%.2f", c)),
+					(p == "" ? "-" : sprintf("%.2f", p / 1000)), (nc == "" ? "-" : sprintf("%.2f", nc)),
+					(np == "" ? "-" : sprintf("%.2f", np / 1000)),
+					(c != "" && nc != "" && nc + 0 != 0 ? sprintf("%.2fx", c / nc) : "-")
+			}'
+		done
+	done
+fi
 echo
 echo "runs: $OUT/runs.json; chart: $CHART; logs in $OUT"
 exit "$failed"

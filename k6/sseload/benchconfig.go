@@ -54,9 +54,11 @@ type benchConfig struct {
 	Connect    time.Duration
 	Timeout    time.Duration
 	JSON       string
-	Server     string // the server's name in the results and the chart
-	Run        string // the run's name; default <clients>x<eps>
-	Listen     string // floor-server
+	Server     string        // the server's name in the results and the chart
+	Run        string        // the run's name; default <clients>x<eps>
+	Listen     string        // floor-server
+	Batch      int           // floor-server: events a write carries
+	BatchIdle  time.Duration // floor-server: when a batch short of Batch is written anyway
 	In         []string
 	Out        string // chart
 	Title      string
@@ -99,7 +101,7 @@ Usage:
           [-publish-url URL] [-redis HOST:PORT] [-channel CH] [-prefix P]
           [-clients N] [-rate R] [-events E] [-eps R] [-size B] [-pids P1,P2]
           [-settle D] [-drain D] [-json FILE] [-server NAME] [-run NAME]
-  sseload -mode floor-server [-listen 127.0.0.1:0]
+  sseload -mode floor-server [-listen 127.0.0.1:0] [-batch N] [-batch-idle D]
   sseload -mode chart -in runs.json [-in more.json] -out chart.svg [-title T]
 
 bench opens -clients raw-TCP SSE streams to -url (any server), measures the
@@ -113,7 +115,10 @@ latency p50/p99, the CPU of -pids per delivery (/proc/<pid>/stat) and of
 
 floor-server answers every GET with an SSE response head and every POST
 /pub by writing "data: <body>\n\n" with one write(2) per stream from one
-thread: what the kernel alone costs per delivery. It prints its URL.
+thread: what the kernel alone costs per delivery. It prints its URL. With
+-batch N it writes N events at a time, in one write(2) per stream: the
+least a server can spend, and the latency it must add, to carry N events a
+write; a batch still short -batch-idle after its last event goes as it is.
 
 chart draws the CPU per delivery of every run in the -in files (JSON
 objects or arrays of them, as bench writes) as grouped bars, in SVG.
@@ -153,6 +158,8 @@ func parseBenchConfig(args []string, stderr io.Writer) (benchConfig, error) {
 	fs.StringVar(&c.Server, "server", "server", "bench: the server's name in the results (keyflux, nchan, floor)")
 	fs.StringVar(&c.Run, "run", "", "bench: the run's name in the results (default <clients>x<eps>)")
 	fs.StringVar(&c.Listen, "listen", "127.0.0.1:0", "floor-server: address to listen on (loopback)")
+	fs.IntVar(&c.Batch, "batch", 1, "floor-server: events each write carries (1 to 64)")
+	fs.DurationVar(&c.BatchIdle, "batch-idle", 100*time.Millisecond, "floor-server: a batch short of -batch this long after its last event is written as it is")
 	fs.Var(&in, "in", "chart: JSON files of bench runs")
 	fs.StringVar(&c.Out, "out", "", "chart: SVG file to write")
 	fs.StringVar(&c.Title, "title", "Server CPU per delivered event", "chart: title")
@@ -176,6 +183,12 @@ func parseBenchConfig(args []string, stderr io.Writer) (benchConfig, error) {
 func (c *benchConfig) check() error {
 	switch c.Mode {
 	case modeFloorServer:
+		switch {
+		case c.Batch < 1 || c.Batch > 64:
+			return fmt.Errorf("-batch %d: want 1 to 64", c.Batch)
+		case c.BatchIdle <= 0:
+			return fmt.Errorf("-batch-idle %v: want a positive duration", c.BatchIdle)
+		}
 		return checkLoopback("-listen", c.Listen)
 	case modeChart:
 		if len(c.In) == 0 || c.Out == "" {

@@ -5,6 +5,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
+	"io"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,10 +20,10 @@ import (
 )
 
 // startFloor runs the floor server as a child process (this test binary
-// as sseload) and returns its base URL and pid.
-func startFloor(t *testing.T) (base string, pid int) {
+// as sseload), with args, and returns its base URL and pid.
+func startFloor(t *testing.T, args ...string) (base string, pid int) {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], "-mode", "floor-server", "-listen", "127.0.0.1:0")
+	cmd := exec.Command(os.Args[0], append([]string{"-mode", "floor-server", "-listen", "127.0.0.1:0"}, args...)...)
 	cmd.Env = append(os.Environ(), asMain+"=1")
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
 	cmd.Stderr = os.Stderr
@@ -110,6 +114,73 @@ func TestBenchFloor(t *testing.T) {
 	checkRun(t, r, 50, 600, false)
 	if r["server"] != "floor" || r["run"] != "50x600" {
 		t.Errorf("server, run = %v, %v; want floor, 50x600", r["server"], r["run"])
+	}
+}
+
+// TestFloorBatch: with -batch 2 the floor writes events two at a time, in
+// one write; a batch still short after -batch-idle goes as it is.
+func TestFloorBatch(t *testing.T) {
+	base, _ := startFloor(t, "-batch", "2", "-batch-idle", "1h")
+	conn, r := openFloorStream(t, base)
+	publishFloor(t, base, "one")
+	// Alone, the first event waits for its companion (for an hour).
+	_ = conn.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+	if n, err := r.Read(make([]byte, 64)); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("read %d bytes, %v: the first event of a batch went alone", n, err)
+	}
+	publishFloor(t, base, "two")
+	want := "data: one\n\ndata: two\n\n"
+	_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	got := make([]byte, len(want))
+	if _, err := io.ReadFull(r, got); err != nil || string(got) != want {
+		t.Fatalf("read %q, %v; want %q", got, err, want)
+	}
+
+	base, _ = startFloor(t, "-batch", "3", "-batch-idle", "10ms")
+	conn, r = openFloorStream(t, base)
+	publishFloor(t, base, "lone")
+	want = "data: lone\n\n"
+	_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	got = make([]byte, len(want))
+	if _, err := io.ReadFull(r, got); err != nil || string(got) != want {
+		t.Fatalf("read %q, %v; want the short batch %q", got, err, want)
+	}
+}
+
+// openFloorStream opens a raw stream to the floor and reads its head.
+func openFloorStream(t *testing.T, base string) (net.Conn, *bufio.Reader) {
+	t.Helper()
+	conn, err := net.Dial("tcp", strings.TrimPrefix(base, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	if _, err := io.WriteString(conn, "GET /stream HTTP/1.1\r\nHost: floor\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	r := bufio.NewReader(conn)
+	for {
+		line, err := r.ReadString('\n')
+		if err != nil {
+			t.Fatalf("stream head: %v", err)
+		}
+		if line == "\r\n" {
+			return conn, r
+		}
+	}
+}
+
+// publishFloor POSTs body to the floor's /pub.
+func publishFloor(t *testing.T, base, body string) {
+	t.Helper()
+	resp, err := http.Post(base+"/pub", "text/plain", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNoContent {
+		t.Fatalf("POST /pub: %s", resp.Status)
 	}
 }
 

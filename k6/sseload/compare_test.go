@@ -19,6 +19,9 @@ func TestBenchFlags(t *testing.T) {
 		{"-mode", "bench", "-url", "http://192.0.2.1:1/s", "-publish", "http", "-publish-url", "x"},           // not loopback
 		{"-mode=bench", "-url", "http://127.0.0.1:1/s", "-publish-url", "http://127.0.0.1:1/p", "-pids", "x"}, // bad pid
 		{"-mode", "chart", "-in", "a.json"},                                                                   // no -out
+		{"-mode", "floor-server", "-batch", "0"},
+		{"-mode", "floor-server", "-batch", "65"},
+		{"-mode", "floor-server", "-batch-idle", "0s"},
 	} {
 		var out, log bytes.Buffer
 		if code := run(args, &out, &log); code != exitUsage {

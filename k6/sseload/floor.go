@@ -10,6 +10,7 @@ import (
 	"runtime"
 	"sync"
 	"syscall"
+	"time"
 )
 
 // floorServer is -mode floor-server: the least any SSE server can do per
@@ -17,10 +18,17 @@ import (
 // to; every POST /pub hands its body to one writer thread, which writes
 // "data: <body>\n\n" to each stream with one write(2). Run as a child
 // process, its /proc/<pid> is the kernel's cost plus almost nothing.
+//
+// With batch > 1 the writer gathers that many frames and writes them
+// together: the cheapest way to carry several events a write, and so the
+// least latency any server pays for it (each frame waits for the last of
+// its batch).
 type floorServer struct {
-	mu     sync.Mutex
-	socks  []floorSock // copied on change: the writer reads a snapshot
-	frames chan []byte
+	mu        sync.Mutex
+	socks     []floorSock // copied on change: the writer reads a snapshot
+	frames    chan []byte
+	batch     int
+	batchIdle time.Duration
 }
 
 type floorSock struct {
@@ -35,7 +43,7 @@ func runFloorServer(ctx context.Context, cfg benchConfig, out, log io.Writer) er
 	if err != nil {
 		return err
 	}
-	f := &floorServer{frames: make(chan []byte, 4096)}
+	f := &floorServer{frames: make(chan []byte, 4096), batch: cfg.Batch, batchIdle: cfg.BatchIdle}
 	srv := &http.Server{Handler: f}
 	stop, done := make(chan struct{}), make(chan struct{})
 	go func() {
@@ -86,18 +94,21 @@ func (f *floorServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			http.Error(w, err.Error(), http.StatusInternalServerError)
 			return
 		}
-		if _, err := io.WriteString(conn, floorHead); err != nil {
-			conn.Close()
-			return
-		}
 		fd, err := rawFD(conn)
 		if err != nil {
 			conn.Close()
 			return
 		}
+		// The head goes under mu, so the writer's next snapshot has the
+		// stream and no frame precedes the head: a client that has the
+		// head gets every event published after it.
 		f.mu.Lock()
+		defer f.mu.Unlock()
+		if _, err := io.WriteString(conn, floorHead); err != nil {
+			conn.Close()
+			return
+		}
 		f.socks = append(f.socks[:len(f.socks):len(f.socks)], floorSock{conn: conn, fd: fd})
-		f.mu.Unlock()
 	default:
 		http.Error(w, "GET or POST", http.StatusMethodNotAllowed)
 	}
@@ -121,37 +132,56 @@ func rawFD(conn net.Conn) (int, error) {
 }
 
 // write is the one writer: a locked thread, one write(2) per stream per
-// frame. A full socket (EAGAIN, a short write) finishes through the
-// runtime's poller; a gone client is closed and dropped.
+// batch of frames. A full socket (EAGAIN, a short write) finishes through
+// the runtime's poller; a gone client is closed and dropped.
 func (f *floorServer) write(stop <-chan struct{}) {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
+	var batch []byte
+	n := 0
+	idle := time.NewTimer(time.Hour)
+	idle.Stop()
 	for {
-		var frame []byte
 		select {
-		case frame = <-f.frames:
+		case frame := <-f.frames:
+			batch = append(batch, frame...)
+			if n++; n < f.batch {
+				idle.Reset(f.batchIdle)
+				continue
+			}
+		case <-idle.C:
+			if n == 0 {
+				continue
+			}
 		case <-stop:
 			return
 		}
-		f.mu.Lock()
-		socks := f.socks
-		f.mu.Unlock()
-		var gone []net.Conn
-		for _, s := range socks {
-			n, err := syscall.Write(s.fd, frame)
-			if err == nil && n == len(frame) {
+		idle.Stop()
+		f.writeAll(batch)
+		batch, n = batch[:0], 0
+	}
+}
+
+// writeAll writes b to every stream.
+func (f *floorServer) writeAll(b []byte) {
+	f.mu.Lock()
+	socks := f.socks
+	f.mu.Unlock()
+	var gone []net.Conn
+	for _, s := range socks {
+		n, err := syscall.Write(s.fd, b)
+		if err == nil && n == len(b) {
+			continue
+		}
+		if err == syscall.EAGAIN || (err == nil && n < len(b)) {
+			if _, err = s.conn.Write(b[max(n, 0):]); err == nil {
 				continue
 			}
-			if err == syscall.EAGAIN || (err == nil && n < len(frame)) {
-				if _, err = s.conn.Write(frame[max(n, 0):]); err == nil {
-					continue
-				}
-			}
-			gone = append(gone, s.conn)
 		}
-		if len(gone) > 0 {
-			f.drop(gone)
-		}
+		gone = append(gone, s.conn)
+	}
+	if len(gone) > 0 {
+		f.drop(gone)
 	}
 }
 
