@@ -31,7 +31,7 @@
 #   QUICK          1: IDLE=2000, ROWS="500x20 200x100 50x2000", DURATION=3, SETTLE=1s
 #   IDLE           idle streams (default 19000; 0 skips the idle row)
 #   ROWS           runs as CLIENTSxEPS (default "5000x20 2000x100 100x2000")
-#   DURATION       seconds of publishing per run (default 15)
+#   DURATION       seconds of publishing per run (default 10)
 #   SIZE           payload bytes (default 100)
 #   RAMP           streams opened per second (default 2000)
 #   SETTLE         wait after the streams connect before reading RSS (default 5s)

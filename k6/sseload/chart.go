@@ -94,23 +94,45 @@ func chartSVG(runs []chartRun, title string) ([]byte, error) {
 	}
 	top = niceCeil(top)
 	const (
-		left, right, topPad, bottom = 60.0, 20.0, 50.0, 70.0
-		barW, gap                   = 22.0, 30.0
-		plotH                       = 260.0
-		legendW                     = 150.0
+		left, right, topPad = 60.0, 20.0, 50.0
+		barW, gap           = 22.0, 30.0
+		plotH               = 260.0
+		legendRow           = 18.0
 	)
 	groupW := float64(len(servers))*barW + gap
-	width := max(left+right+float64(len(groups))*groupW, left+right+float64(len(servers))*legendW)
-	height := topPad + plotH + bottom
-	// The floor is grey: it is the reference the others are read against.
-	named := map[string]string{"keyflux": "#1f77b4", "keyflux keyspace": "#9ecae1", "nchan": "#ff7f0e", "floor": "#7f7f7f"}
-	others := []string{"#2ca02c", "#d62728", "#9467bd", "#8c564b"}
-	color := func(i int) string {
-		if c, ok := named[servers[i]]; ok {
-			return c
+	width := max(left+right+float64(len(groups))*groupW, 640)
+	// The legend flows in rows under the groups' names, each entry as
+	// wide as its name (about 7 px a character at 12 px).
+	type entry struct{ x, y float64 }
+	legend := make([]entry, len(servers))
+	lx, ly := left, topPad+plotH+45
+	for i, s := range servers {
+		w := 16 + 7*float64(len([]rune(s))) + 18
+		if lx > left && lx+w > width-right {
+			lx, ly = left, ly+legendRow
 		}
-		return others[i%len(others)]
+		legend[i] = entry{lx, ly}
+		lx += w
 	}
+	height := ly + 15
+	// The floor is grey, and its variants lighter: they are the reference
+	// the others are read against. Other servers take the next free colour.
+	named := map[string]string{"keyflux": "#1f77b4", "keyflux keyspace": "#9ecae1", "nchan": "#ff7f0e", "floor": "#7f7f7f"}
+	others := []string{"#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#bcbd22", "#17becf"}
+	colors := make([]string, len(servers))
+	next := 0
+	for i, s := range servers {
+		switch c, ok := named[s]; {
+		case ok:
+			colors[i] = c
+		case strings.HasPrefix(s, "floor"):
+			colors[i] = "#c7c7c7"
+		default:
+			colors[i] = others[next%len(others)]
+			next++
+		}
+	}
+	color := func(i int) string { return colors[i] }
 
 	var b bytes.Buffer
 	esc := func(s string) string {
@@ -145,9 +167,9 @@ func chartSVG(runs []chartRun, title string) ([]byte, error) {
 		fmt.Fprintf(&b, `<text x="%.1f" y="%.0f" text-anchor="middle">%s</text>`+"\n", x+float64(len(servers))*barW/2, y0+18, esc(g))
 	}
 	for si, s := range servers {
-		lx := left + float64(si)*legendW
+		e := legend[si]
 		fmt.Fprintf(&b, `<rect x="%.0f" y="%.0f" width="12" height="12" fill="%s"/><text x="%.0f" y="%.0f">%s</text>`+"\n",
-			lx, height-30, color(si), lx+16, height-20, esc(s))
+			e.x, e.y-10, color(si), e.x+16, e.y, esc(s))
 	}
 	b.WriteString("</svg>\n")
 	return b.Bytes(), nil

@@ -3,9 +3,12 @@ package main
 import (
 	"bytes"
 	"encoding/xml"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -104,5 +107,32 @@ func TestChart(t *testing.T) {
 	}
 	if _, err := chartSVG(nil, "t"); err == nil {
 		t.Error("an empty chart was drawn")
+	}
+
+	// Seven servers, as bench:compare draws them: each its own colour, and
+	// the legend inside the picture.
+	var many []chartRun
+	for i, name := range []string{"keyflux", "keyflux keyspace", "keyflux --coalesce 2ms", "keyflux --coalesce 25ms", "nchan", "floor", "floor, 2 a write"} {
+		v := float64(i + 1)
+		many = append(many, chartRun{Server: name, Run: "100x2000", CPUPerDeli: &v})
+	}
+	svg, err = chartSVG(many, "t")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fills := map[string]bool{}
+	for _, m := range regexp.MustCompile(`<rect x="[^"]*" y="[^"]*" width="20" height="[^"]*" fill="([^"]*)"`).FindAllStringSubmatch(string(svg), -1) {
+		fills[m[1]] = true
+	}
+	if len(fills) != 7 {
+		t.Errorf("7 servers drawn in %d colours\n%s", len(fills), svg)
+	}
+	var width float64
+	fmt.Sscanf(string(svg), `<svg xmlns="http://www.w3.org/2000/svg" width="%g"`, &width)
+	for _, m := range regexp.MustCompile(`<text x="([0-9.]+)" y="[^"]*">([^<]*)</text>`).FindAllStringSubmatch(string(svg), -1) {
+		x, _ := strconv.ParseFloat(m[1], 64)
+		if end := x + 7*float64(len([]rune(m[2]))); end > width {
+			t.Errorf("legend entry %q ends at %.0f, past the chart's width %.0f", m[2], end, width)
+		}
 	}
 }
