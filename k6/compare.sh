@@ -363,6 +363,7 @@ for row in $ROWS; do
 		deliveries_per_second|deliveries/s|1|0
 		latency_p50_us|p50 ms|1000|2
 		latency_p99_us|p99 ms|1000|2
+		latency_max_us|max ms|1000|1
 		delivery_ratio|delivery ratio|1|4
 	EOF
 	line "$row: Redis CPU us/event" 1 2 "$(field "$row-keyflux" redis_cpu_us_per_event)" "$(field "$row-keyspace" redis_cpu_us_per_event)" "" ""
