@@ -24,7 +24,7 @@
 #
 # Usage (from anywhere in a clone; needs go, redis-server, and for Nchan
 # nginx and libnginx-mod-nchan):
-#   k6/compare.sh                  # the full table, about 6 minutes
+#   k6/compare.sh                  # the full table, about 7 minutes
 #   QUICK=1 k6/compare.sh          # a smoke run with small numbers, about 1.5 minutes
 #   KEYFLUX_FLAGS="--coalesce 1ms" k6/compare.sh
 # Environment:
