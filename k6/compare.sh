@@ -271,6 +271,25 @@ if [ "$IDLE" -gt 0 ]; then
 	fi
 fi
 
+# floor_run NAME SERVER [FLAGS...]: one bench run, named NAME, against a
+# fresh floor server started with FLAGS: it keeps no state but its sockets.
+floor_run() {
+	local name=$1 server=$2 url
+	shift 2
+	start "$OUT/$name-server.log" "listening" "$OUT/sseload" -mode floor-server -listen 127.0.0.1:0 "$@"
+	floor_pid=$started_pid floor_drain=$started_drain
+	url=$(sed -n 's/.*url=\(http:[^ ]*\).*/\1/p' <<<"$found")
+	if [ -n "$url" ]; then
+		bench "$name" -server "$server" "${common[@]}" -pids "$floor_pid" \
+			-url "$url/stream" -publish http -publish-url "$url/pub"
+	else
+		echo "compare: the floor server did not start (see $OUT/$name-server.log)" >&2
+		failed=1
+	fi
+	stop "$floor_pid" "$floor_drain"
+	floor_pid="" floor_drain=""
+}
+
 for row in $ROWS; do
 	clients=${row%x*} eps=${row#*x}
 	events=$((eps * DURATION))
@@ -287,32 +306,9 @@ for row in $ROWS; do
 		bench "$row-nchan" -server nchan "${common[@]}" -pids "$ng_pids" \
 			-url "$ng_url/sub/c$row" -publish http -publish-url "$ng_url/pub?id=c$row"
 	fi
-	# A fresh floor per run: it keeps no state but its sockets.
-	start "$OUT/floor-$row.log" "listening" "$OUT/sseload" -mode floor-server -listen 127.0.0.1:0
-	floor_pid=$started_pid floor_drain=$started_drain
-	floor_url=$(sed -n 's/.*url=\(http:[^ ]*\).*/\1/p' <<<"$found")
-	if [ -n "$floor_url" ]; then
-		bench "$row-floor" -server floor "${common[@]}" -pids "$floor_pid" \
-			-url "$floor_url/stream" -publish http -publish-url "$floor_url/pub"
-	else
-		echo "compare: the floor server did not start (see $OUT/floor-$row.log)" >&2
-		failed=1
-	fi
-	stop "$floor_pid" "$floor_drain"
-	floor_pid="" floor_drain=""
+	floor_run "$row-floor" floor
 	for b in $FLOOR_BATCH; do
-		start "$OUT/floor-$row-batch$b.log" "listening" "$OUT/sseload" -mode floor-server -listen 127.0.0.1:0 -batch "$b"
-		floor_pid=$started_pid floor_drain=$started_drain
-		floor_url=$(sed -n 's/.*url=\(http:[^ ]*\).*/\1/p' <<<"$found")
-		if [ -n "$floor_url" ]; then
-			bench "$row-floor-batch$b" -server "floor, $b a write" "${common[@]}" -pids "$floor_pid" \
-				-url "$floor_url/stream" -publish http -publish-url "$floor_url/pub"
-		else
-			echo "compare: the floor server did not start (see $OUT/floor-$row-batch$b.log)" >&2
-			failed=1
-		fi
-		stop "$floor_pid" "$floor_drain"
-		floor_pid="" floor_drain=""
+		floor_run "$row-floor-batch$b" "floor, $b a write" -batch "$b"
 	done
 done
 
