@@ -32,6 +32,8 @@
 #   IDLE           idle streams (default 19000; 0 skips the idle row)
 #   ROWS           runs as CLIENTSxEPS (default "5000x20 2000x100 100x2000")
 #   DURATION       seconds of publishing per run (default 10)
+#   REPEAT         times each row is run, the rows taking turns (default 1);
+#                  the table gives each figure's median over them
 #   SIZE           payload bytes (default 100)
 #   RAMP           streams opened per second (default 2000)
 #   SETTLE         wait after the streams connect before reading RSS (default 5s)
@@ -59,6 +61,7 @@ fi
 IDLE=${IDLE:-19000}
 ROWS=${ROWS:-"5000x20 2000x100 100x2000"}
 DURATION=${DURATION:-10}
+REPEAT=${REPEAT:-1}
 SIZE=${SIZE:-100}
 RAMP=${RAMP:-2000}
 SETTLE=${SETTLE:-5s}
@@ -290,26 +293,33 @@ floor_run() {
 	floor_pid="" floor_drain=""
 }
 
+# A row's runs are named <row>-<server>, and <row>-<server>@<n> when
+# repeated; the rows take turns, so that a slow spell of the machine falls
+# on one repeat of each rather than on every repeat of one.
+for rep in $(seq "$REPEAT"); do
 for row in $ROWS; do
 	clients=${row%x*} eps=${row#*x}
 	events=$((eps * DURATION))
 	common=(-run "$row" -clients "$clients" -eps "$eps" -events "$events")
-	bench "$row-keyflux" -server keyflux "${common[@]}" -pids "$kf_pid" -redis "$redis" \
+	r=$row-
+	[ "$rep" = 1 ] || r=$row@$rep-
+	bench "${r}keyflux" -server keyflux "${common[@]}" -pids "$kf_pid" -redis "$redis" \
 		-url "$kf_url/streams/channels/c$row" -publish redis-publish -channel "c$row"
-	bench "$row-keyspace" -server "keyflux keyspace" "${common[@]}" -pids "$kf_pid" -redis "$redis" \
+	bench "${r}keyspace" -server "keyflux keyspace" "${common[@]}" -pids "$kf_pid" -redis "$redis" \
 		-url "$kf_url/streams/keyspace?pattern=k$row:*&events=set" -publish redis-set -prefix "k$row:"
 	for w in $COALESCE; do
-		bench "$row-coalesce-$w" -server "keyflux --coalesce $w" "${common[@]}" -pids "${co_pid[$w]}" -redis "$redis" \
+		bench "${r}coalesce-$w" -server "keyflux --coalesce $w" "${common[@]}" -pids "${co_pid[$w]}" -redis "$redis" \
 			-url "${co_url[$w]}/streams/channels/w$w$row" -publish redis-publish -channel "w$w$row"
 	done
 	if [ "$NCHAN" = 1 ]; then
-		bench "$row-nchan" -server nchan "${common[@]}" -pids "$ng_pids" \
+		bench "${r}nchan" -server nchan "${common[@]}" -pids "$ng_pids" \
 			-url "$ng_url/sub/c$row" -publish http -publish-url "$ng_url/pub?id=c$row"
 	fi
-	floor_run "$row-floor" floor
+	floor_run "${r}floor" floor
 	for b in $FLOOR_BATCH; do
-		floor_run "$row-floor-batch$b" "floor, $b a write" -batch "$b"
+		floor_run "${r}floor-batch$b" "floor, $b a write" -batch "$b"
 	done
+done
 done
 
 # All runs in one JSON array, and the chart.
@@ -326,10 +336,14 @@ done
 "$OUT/sseload" -mode chart -in "$OUT/runs.json" -out "$CHART" \
 	-title "Server CPU per delivered event (µs), $(getconf _NPROCESSORS_ONLN) CPUs" >&2 || failed=1
 
-# field NAME KEY: a number of run NAME's JSON (one field a line), or "".
+# field NAME KEY: a number of run NAME's JSON (one field a line), or "";
+# with REPEAT, NAME is <row>-<server> and the number the median over the
+# repeats that have it.
 field() {
-	[ -f "$OUT/$1.json" ] || return 0
-	sed -n "s/^ *\"$2\": \([-0-9.eE+]*\),\{0,1\}$/\1/p" "$OUT/$1.json"
+	local row=${1%%-*} rest=${1#*-} f
+	for f in "$OUT/$1.json" "$OUT/$row@"*"-$rest.json"; do
+		[ -f "$f" ] && sed -n "s/^ *\"$2\": \([-0-9.eE+]*\),\{0,1\}$/\1/p" "$f"
+	done | sort -g | awk '{ v[NR] = $1 } END { if (NR) print (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2) }'
 }
 
 # line LABEL SCALE DECIMALS KEYFLUX KEYSPACE NCHAN FLOOR: one row of the
@@ -346,6 +360,7 @@ line() {
 }
 
 echo
+[ "$REPEAT" = 1 ] || echo "each figure the median of $REPEAT runs (each run's own in its JSON)"
 printf '%-30s %12s %12s %12s %12s %10s %10s\n' "run" "keyflux" "kf keyspace" "nchan" "floor" "kf/floor" "kf/nchan"
 if [ "$IDLE" -gt 0 ]; then
 	line "$IDLE idle: RSS KiB/stream" 1 2 "$(field idle-keyflux rss_per_stream_kib)" "" "$(field idle-nchan rss_per_stream_kib)" ""

@@ -57,10 +57,11 @@ func readRuns(paths []string) ([]chartRun, error) {
 
 // chartSVG draws grouped bars: one group per run (in the order first
 // seen), one bar per server (keyflux, nchan, floor first, then others),
-// height the CPU per delivery. Runs without the figure (idle) are left out.
+// height the CPU per delivery, the median where a run was repeated. Runs
+// without the figure (idle) are left out.
 func chartSVG(runs []chartRun, title string) ([]byte, error) {
 	var groups, servers []string
-	value := map[[2]string]float64{}
+	values := map[[2]string][]float64{}
 	for _, r := range runs {
 		if r.CPUPerDeli == nil || math.IsNaN(*r.CPUPerDeli) {
 			continue
@@ -71,7 +72,15 @@ func chartSVG(runs []chartRun, title string) ([]byte, error) {
 		if !slices.Contains(servers, r.Server) {
 			servers = append(servers, r.Server)
 		}
-		value[[2]string{r.Run, r.Server}] = *r.CPUPerDeli
+		k := [2]string{r.Run, r.Server}
+		values[k] = append(values[k], *r.CPUPerDeli)
+	}
+	// A run repeated (compare.sh's REPEAT) is drawn at its median.
+	value := map[[2]string]float64{}
+	for k, vs := range values {
+		slices.Sort(vs)
+		n := len(vs)
+		value[k] = (vs[(n-1)/2] + vs[n/2]) / 2
 	}
 	if len(groups) == 0 {
 		return nil, errors.New("no run has server_cpu_us_per_delivery")

@@ -109,6 +109,15 @@ func TestChart(t *testing.T) {
 		t.Error("an empty chart was drawn")
 	}
 
+	// A run repeated is drawn at its median.
+	three := []chartRun{}
+	for _, v := range []float64{9, 1, 2} {
+		three = append(three, chartRun{Server: "keyflux", Run: "5000x20", CPUPerDeli: &v})
+	}
+	if svg, err := chartSVG(three, "t"); err != nil || !strings.Contains(string(svg), "keyflux 5000x20: 2.00 µs") {
+		t.Errorf("three repeats of 9, 1 and 2 µs not drawn at 2 µs (%v):\n%s", err, svg)
+	}
+
 	// Seven servers, as bench:compare draws them: each its own colour, and
 	// the legend inside the picture.
 	var many []chartRun
