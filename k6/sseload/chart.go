@@ -141,7 +141,6 @@ func chartSVG(runs []chartRun, title string) ([]byte, error) {
 			next++
 		}
 	}
-	color := func(i int) string { return colors[i] }
 
 	var b bytes.Buffer
 	esc := func(s string) string {
@@ -170,7 +169,7 @@ func chartSVG(runs []chartRun, title string) ([]byte, error) {
 			h := plotH * v / top
 			bx := x + float64(si)*barW
 			fmt.Fprintf(&b, `<rect x="%.1f" y="%.1f" width="%.0f" height="%.1f" fill="%s"><title>%s %s: %.2f µs</title></rect>`+"\n",
-				bx, y0-h, barW-2, h, color(si), esc(s), esc(g), v)
+				bx, y0-h, barW-2, h, colors[si], esc(s), esc(g), v)
 			fmt.Fprintf(&b, `<text x="%.1f" y="%.1f" text-anchor="middle" font-size="9">%.1f</text>`+"\n", bx+(barW-2)/2, y0-h-3, v)
 		}
 		fmt.Fprintf(&b, `<text x="%.1f" y="%.0f" text-anchor="middle">%s</text>`+"\n", x+float64(len(servers))*barW/2, y0+18, esc(g))
@@ -178,7 +177,7 @@ func chartSVG(runs []chartRun, title string) ([]byte, error) {
 	for si, s := range servers {
 		e := legend[si]
 		fmt.Fprintf(&b, `<rect x="%.0f" y="%.0f" width="12" height="12" fill="%s"/><text x="%.0f" y="%.0f">%s</text>`+"\n",
-			e.x, e.y-10, color(si), e.x+16, e.y, esc(s))
+			e.x, e.y-10, colors[si], e.x+16, e.y, esc(s))
 	}
 	b.WriteString("</svg>\n")
 	return b.Bytes(), nil
